@@ -1,0 +1,42 @@
+//! Shared by the benchmarks: memory readings and a fresh SQLite-backed Herald.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use herald::settings::Settings;
+
+/// Peak resident set size of this process so far, in MiB (Linux `VmHWM`).
+pub fn peak_rss_mib() -> f64 {
+    read_status_kib("VmHWM:") / 1024.0
+}
+
+/// Current resident set size, in MiB.
+pub fn rss_mib() -> f64 {
+    read_status_kib("VmRSS:") / 1024.0
+}
+
+fn read_status_kib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Reset the peak RSS counter (Linux: writing 5 to clear_refs resets VmHWM).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+pub fn settings(pairs: &[(&str, String)]) -> Settings {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    Settings::from_map(map).expect("bench settings")
+}

@@ -1,0 +1,248 @@
+//! Ingest: follows Jetstream and keeps the index in step with members' records.
+//!
+//! ```text
+//!  Jetstream ──ws──▶ reader task ──frames (bounded)──▶ indexer task ──▶ Store::apply_batch
+//!     ▲                 │ reconnect with backoff                     (ops + cursor, one tx)
+//!     └── cursor ◀──────┴──────────── last committed cursor ◀───────────────┘
+//! ```
+//! The reader asks only for `community.herald.*` and, on every (re)connection, resumes from
+//! the last cursor the indexer *committed* — never a cursor it merely received — so a crash
+//! or a dropped socket replays events rather than losing them; replays are harmless because
+//! every write is ordered by `rev`.
+//!
+//! Owns the Jetstream client (our own, on `tokio-tungstenite`: see the README for why) and
+//! the mapping from events to index operations. Must not touch HTTP serving or delivery.
+
+pub mod event;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::identity::Resolver;
+use crate::lexicon::Lexicons;
+use crate::metrics::Metrics;
+use crate::storage::{IndexOp, Store};
+use event::{Parsed, parse};
+
+/// The cursor row's name for Jetstream.
+pub const JETSTREAM_SOURCE: &str = "jetstream";
+/// Frames handed from reader to indexer at most; bounds memory when the database lags.
+const CHANNEL_CAPACITY: usize = 8_192;
+/// Events applied per transaction at most: large enough to amortise the commit, small enough
+/// to keep SQLite's write lock short.
+const BATCH_EVENTS: usize = 2_000;
+/// Reconnect backoff: from 250 ms doubling to 30 s, with jitter so a fleet does not stampede.
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+pub struct Ingest {
+    pub store: Store,
+    pub lexicons: Arc<Lexicons>,
+    pub resolver: Arc<Resolver>,
+    pub metrics: Arc<Metrics>,
+    pub jetstream_url: Url,
+}
+
+impl Ingest {
+    /// Run until `shutdown` is cancelled. Errors from upstream never end this; only a broken
+    /// database does (the indexer cannot make progress without it).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), crate::storage::StorageError> {
+        let committed = Arc::new(AtomicI64::new(
+            self.store.cursor(JETSTREAM_SOURCE).await?.unwrap_or(-1),
+        ));
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let reader = tokio::spawn(read_jetstream(
+            self.jetstream_url.clone(),
+            committed.clone(),
+            tx,
+            self.metrics.clone(),
+            shutdown.clone(),
+        ));
+        let result = index_frames(&self, rx, committed, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = reader.await;
+        result
+    }
+}
+
+/// The subscribe URL with Herald's collection filter and, when resuming, the cursor.
+pub fn subscribe_url(base: &Url, cursor: Option<i64>) -> Url {
+    let mut url = base.clone();
+    url.query_pairs_mut()
+        .append_pair("wantedCollections", "community.herald.*");
+    if let Some(cursor) = cursor {
+        url.query_pairs_mut()
+            .append_pair("cursor", &cursor.to_string());
+    }
+    url
+}
+
+async fn read_jetstream(
+    base: Url,
+    committed: Arc<AtomicI64>,
+    frames: mpsc::Sender<String>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let backoff = || {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(BACKOFF_MIN)
+            .with_max_delay(BACKOFF_MAX)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    };
+    let mut delays = backoff();
+    loop {
+        let cursor = Some(committed.load(Ordering::Acquire)).filter(|c| *c >= 0);
+        let url = subscribe_url(&base, cursor);
+        let mut received_any = false;
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((mut socket, _)) => {
+                tracing::info!(%url, "connected to jetstream");
+                loop {
+                    let message = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        m = socket.next() => m,
+                    };
+                    match message {
+                        Some(Ok(Message::Text(text))) => {
+                            received_any = true;
+                            if frames.send(text.to_string()).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Ok(Message::Binary(bytes))) => {
+                            received_any = true;
+                            // Jetstream sends text; a binary frame is either a compressed
+                            // stream we did not ask for or garbage. Hand it on as text when
+                            // it is UTF-8, so the parser can judge and count it.
+                            let text = String::from_utf8_lossy(&bytes).into_owned();
+                            if frames.send(text).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None => {
+                            tracing::warn!("jetstream closed the connection");
+                            break;
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "jetstream connection failed");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(%url, error = %e, "cannot connect to jetstream"),
+        }
+        if received_any {
+            delays = backoff();
+        }
+        metrics.ingest_reconnect();
+        let delay = delays.next().unwrap_or(BACKOFF_MAX);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn index_frames(
+    ingest: &Ingest,
+    mut frames: mpsc::Receiver<String>,
+    committed: Arc<AtomicI64>,
+    shutdown: CancellationToken,
+) -> Result<(), crate::storage::StorageError> {
+    let mut buffer = Vec::with_capacity(BATCH_EVENTS);
+    let mut ops = Vec::with_capacity(BATCH_EVENTS);
+    loop {
+        buffer.clear();
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            n = frames.recv_many(&mut buffer, BATCH_EVENTS) => n,
+        };
+        if received == 0 {
+            return Ok(());
+        }
+        ops.clear();
+        let mut cursor = None;
+        for frame in &buffer {
+            let (time, parsed) = parse(frame, &ingest.lexicons);
+            if let Some(t) = time {
+                cursor = Some(cursor.map_or(t, |c: i64| c.max(t)));
+            }
+            match parsed {
+                Parsed::Op(op) => {
+                    ingest.metrics.ingest_event(match &op {
+                        IndexOp::Account { .. } => "account",
+                        _ => "commit",
+                    });
+                    ops.push(op);
+                }
+                Parsed::Identity(did) => {
+                    ingest.metrics.ingest_event("identity");
+                    ingest.resolver.invalidate(&did);
+                }
+                Parsed::Skip(skip) => {
+                    ingest.metrics.ingest_skipped(skip.reason);
+                    tracing::warn!(reason = skip.reason, detail = %skip.detail, "skipped event");
+                }
+            }
+        }
+        // A failed write is retried, never dropped: the frames are still in hand and the
+        // cursor has not moved, so nothing is lost while the database is away.
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_min_delay(BACKOFF_MIN)
+            .with_max_delay(BACKOFF_MAX)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            match ingest
+                .store
+                .apply_batch(&ops, cursor.map(|c| (JETSTREAM_SOURCE, c)))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, events = ops.len(), "cannot index batch; retrying");
+                    let delay = delays.next().unwrap_or(BACKOFF_MAX);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        if let Some(c) = cursor {
+            committed.fetch_max(c, Ordering::AcqRel);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subscribe_url_asks_for_herald_collections_and_resumes_from_the_cursor() {
+        let base = Url::parse("ws://127.0.0.1:6008/subscribe").unwrap();
+        assert_eq!(
+            subscribe_url(&base, None).as_str(),
+            "ws://127.0.0.1:6008/subscribe?wantedCollections=community.herald.*"
+        );
+        assert_eq!(
+            subscribe_url(&base, Some(1725911162329308)).as_str(),
+            "ws://127.0.0.1:6008/subscribe?wantedCollections=community.herald.*&cursor=1725911162329308"
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! Domain types: the records Herald indexes, delivery channels, pipes and routes.
+//!
+//! Owns the typed shape of `community.herald.*` records (after lexicon validation) and the
+//! vocabulary the rest of the code speaks. Pure: no IO, no storage, no HTTP.
+
+use serde::{Deserialize, Serialize};
+
+pub const SUBSCRIPTION: &str = "community.herald.subscription";
+pub const PREFERENCES: &str = "community.herald.preferences";
+pub const COMMUNITY: &str = "community.herald.community";
+
+/// The collections Herald indexes; anything else under `community.herald.` is skipped.
+pub const COLLECTIONS: [&str; 3] = [SUBSCRIPTION, PREFERENCES, COMMUNITY];
+
+/// A way to reach a person. `Inbox` is Herald's own; the others go through the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Inbox,
+    Email,
+    Sms,
+    Telegram,
+    Webpush,
+    Feed,
+    Webhook,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 7] = [
+        Channel::Inbox,
+        Channel::Email,
+        Channel::Sms,
+        Channel::Telegram,
+        Channel::Webpush,
+        Channel::Feed,
+        Channel::Webhook,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Inbox => "inbox",
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Telegram => "telegram",
+            Channel::Webpush => "webpush",
+            Channel::Feed => "feed",
+            Channel::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// One `{pipe, channels}` entry of a subscription's or the preferences' routes. Channel names
+/// stay strings here: the lexicon lists *known* values, so a newer client may name a channel
+/// this Herald does not know, which is ignored rather than rejecting the whole record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub pipe: String,
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+/// Find the route for `pipe`. `Some(vec![])` means "nothing for this pipe" — an explicit
+/// empty list is an answer, not a fallthrough.
+pub fn route_for<'a>(routes: &'a [Route], pipe: &str) -> Option<&'a [String]> {
+    routes
+        .iter()
+        .find(|r| r.pipe == pipe)
+        .map(|r| r.channels.as_slice())
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionRecord {
+    pub subject: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub recursive: bool,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreferencesRecord {
+    #[serde(default)]
+    pub default_routes: Vec<Route>,
+    #[serde(default)]
+    pub paused_all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommunityRecord {
+    pub name: String,
+    #[serde(default)]
+    pub pipes: Vec<PipeDecl>,
+    #[serde(default)]
+    pub publishers: Vec<String>,
+    #[serde(default)]
+    pub admins: Vec<String>,
+    #[serde(default)]
+    pub visibility: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipeDecl {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Visibility as delivery must treat it: anything but an explicit (or absent, the lexicon's
+/// default) `public` is private, so an unknown value fails closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+impl Visibility {
+    pub fn parse(value: Option<&str>) -> Self {
+        match value {
+            None | Some("public") => Visibility::Public,
+            Some(_) => Visibility::Private,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+}
+
+/// Everything preference resolution needs to know about one member of one community,
+/// gathered from the index (all of the member's subscriptions to that community merged).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemberFacts {
+    pub did: String,
+    /// False once the account was deactivated, taken down or deleted.
+    pub active: bool,
+    pub paused_all: bool,
+    /// Any of the member's subscriptions to the community is muted.
+    pub muted: bool,
+    /// Admitted to the community (a membership or an admin role): what a private community
+    /// requires.
+    pub admitted: bool,
+    /// The routes of each of the member's subscriptions to the community.
+    pub subscription_routes: Vec<Vec<Route>>,
+    /// `defaultRoutes` from the member's preferences record, if they published one.
+    pub default_routes: Vec<Route>,
+}
+
+/// A validated record, typed by collection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Subscription(SubscriptionRecord),
+    Preferences(PreferencesRecord),
+    Community(CommunityRecord),
+}
+
+impl Record {
+    /// Type a record that already passed lexicon validation. Also enforces the record keys
+    /// the lexicons declare (`literal:self`), which schema validation cannot see.
+    pub fn from_json(
+        collection: &str,
+        rkey: &str,
+        value: &serde_json::Value,
+    ) -> Result<Self, String> {
+        let self_keyed = |what: &str| {
+            if rkey == "self" {
+                Ok(())
+            } else {
+                Err(format!("{what} record must have rkey \"self\", got {rkey:?}"))
+            }
+        };
+        let typed = match collection {
+            SUBSCRIPTION => Record::Subscription(parse(value)?),
+            PREFERENCES => {
+                self_keyed("preferences")?;
+                Record::Preferences(parse(value)?)
+            }
+            COMMUNITY => {
+                self_keyed("community")?;
+                Record::Community(parse(value)?)
+            }
+            other => return Err(format!("collection {other} is not indexed")),
+        };
+        Ok(typed)
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, String> {
+    T::deserialize(value).map_err(|e| e.to_string())
+}
+
+/// Syntax check for a DID (`did:<method>:<id>`), as the ATProto DID spec restricts it.
+pub fn is_did(s: &str) -> bool {
+    let mut parts = s.splitn(3, ':');
+    let (Some("did"), Some(method), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    s.len() <= 2048
+        && !method.is_empty()
+        && method.bytes().all(|b| b.is_ascii_lowercase())
+        && !id.is_empty()
+        && !id.ends_with(':')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:%-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_empty_channel_list_is_an_answer_not_a_fallthrough() {
+        let routes = vec![Route {
+            pipe: "digest".into(),
+            channels: vec![],
+        }];
+        assert_eq!(route_for(&routes, "digest"), Some(&[][..]));
+        assert_eq!(route_for(&routes, "opportunity"), None);
+    }
+
+    #[test]
+    fn unknown_or_missing_visibility_fails_closed_only_when_named() {
+        assert_eq!(Visibility::parse(None), Visibility::Public);
+        assert_eq!(Visibility::parse(Some("public")), Visibility::Public);
+        assert_eq!(Visibility::parse(Some("private")), Visibility::Private);
+        assert_eq!(Visibility::parse(Some("secret")), Visibility::Private);
+    }
+
+    #[test]
+    fn preferences_must_be_keyed_self() {
+        let v = json!({"pausedAll": true, "updatedAt": "2026-01-01T00:00:00Z"});
+        assert!(Record::from_json(PREFERENCES, "self", &v).is_ok());
+        assert!(Record::from_json(PREFERENCES, "3abc", &v).is_err());
+    }
+
+    #[test]
+    fn dids_are_checked_for_syntax() {
+        assert!(is_did("did:plc:abc234"));
+        assert!(is_did("did:web:example.org%3A8080"));
+        assert!(!is_did("did:plc:"));
+        assert!(!is_did("plc:abc"));
+        assert!(!is_did("did:PLC:abc"));
+        assert!(!is_did("did:plc:a b"));
+    }
+}

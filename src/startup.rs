@@ -1,0 +1,188 @@
+//! Startup: builds the application from settings — the one place `main`, tests, the demo and
+//! benchmarks get a running Herald from.
+//!
+//! Owns wiring (store, resolver, auth, router, background roles) and graceful shutdown. Must
+//! not contain domain logic.
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::ServiceAuth;
+use crate::identity::{Resolver, ResolverConfig};
+use crate::ingest::Ingest;
+use crate::lexicon::Lexicons;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use crate::storage::Store;
+use crate::{web, xrpc};
+
+/// HTTP timeout for DID resolution: a slow PLC directory must not hold a request for long.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Which parts of Herald this process runs (`herald serve --roles api,ingest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub api: bool,
+    pub ingest: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        api: true,
+        ingest: true,
+    };
+
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut roles = Roles {
+            api: false,
+            ingest: false,
+        };
+        for role in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match role {
+                "api" => roles.api = true,
+                "ingest" => roles.ingest = true,
+                // Delivery has no external channel to drain yet; accepted so deployment
+                // manifests can name it already, and it does nothing.
+                "deliver" => {}
+                other => return Err(format!("unknown role {other:?} (api, ingest, deliver)")),
+            }
+        }
+        Ok(roles)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("lexicons: {0}")]
+    Lexicons(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    port: u16,
+    store: Store,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connect, migrate, bind (port 0 picks a free port) and start the chosen roles.
+    pub async fn build(settings: Settings, roles: Roles) -> Result<Self, StartupError> {
+        let store = Store::connect(settings.database_url.expose_secret()).await?;
+        let lexicons =
+            Arc::new(Lexicons::embedded().map_err(|e| StartupError::Lexicons(e.to_string()))?);
+        let metrics = Arc::new(Metrics::new());
+        let resolver = Arc::new(Resolver::new(ResolverConfig {
+            plc_url: settings.plc_url.clone(),
+            cache_ttl: settings.did_cache_ttl,
+            http_timeout: RESOLVE_TIMEOUT,
+        }));
+        let auth = Arc::new(ServiceAuth::new(
+            resolver.clone(),
+            settings.service_did.clone(),
+        ));
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let mut port = 0;
+        if roles.api {
+            let listener = TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartupError::Listen {
+                    addr: settings.listen,
+                    source,
+                })?;
+            port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+            let app = xrpc::router()
+                .with_state(xrpc::AppState {
+                    store: store.clone(),
+                    auth,
+                    metrics: metrics.clone(),
+                })
+                .merge(web::router(web::WebState {
+                    service_did: settings.service_did.clone(),
+                    public_url: settings.public_url.to_string(),
+                    metrics: metrics.clone(),
+                }))
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+                .layer(tower_http::trace::TraceLayer::new_for_http());
+            let token = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "HTTP server stopped");
+                }
+            }));
+        }
+        if roles.ingest {
+            let ingest = Ingest {
+                store: store.clone(),
+                lexicons,
+                resolver,
+                metrics: metrics.clone(),
+                jetstream_url: settings.jetstream_url.clone(),
+            };
+            let token = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = ingest.run(token).await {
+                    tracing::error!(error = %e, "ingest stopped");
+                }
+            }));
+        }
+        tracing::info!(port, ?roles, service_did = %settings.service_did, "herald started");
+        Ok(Self {
+            port,
+            store,
+            metrics,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// A handle that stops every role when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Run until the shutdown token is cancelled, then wait for every role to stop.
+    pub async fn run_until_stopped(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.store.close().await;
+    }
+
+    /// Stop every role and wait for them.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.run_until_stopped().await;
+    }
+}
+
+/// Request bodies above this are refused: Herald's inputs are small JSON documents.
+const MAX_BODY_BYTES: usize = 256 * 1024;

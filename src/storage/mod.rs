@@ -1,0 +1,252 @@
+//! Storage: the index, the inbox and the outbox, on SQLite (embedded default) or PostgreSQL.
+//!
+//! Owns every SQL statement in Herald and the migrations in `migrations/{sqlite,postgres}`.
+//! One code path serves both backends through sqlx's `Any` driver: statements use `$N`
+//! placeholders, which both SQLite and PostgreSQL accept, and portable column types (TEXT,
+//! BIGINT; times are microseconds since the Unix epoch; flags are 0/1). Where the dialects
+//! differ, both versions sit side by side in the same function.
+//!
+//! SQLite allows one writer at a time, so on SQLite writes go through a single-connection
+//! pool (transactions start with `BEGIN IMMEDIATE`): writers queue in the pool instead of
+//! failing with `SQLITE_BUSY`. Reads use a separate pool and WAL lets them run alongside.
+//! Must not touch: the network. No transaction is ever held across a network call.
+
+mod distribution;
+mod index;
+mod inbox;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use distribution::{NewPublication, PublicationOutcome, RecipientRow, SubscriberPage};
+pub use index::{ApplyStats, IndexOp};
+pub use inbox::NotificationRow;
+
+use crate::settings::{Backend, backend_of};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database URL: {0}")]
+    Url(String),
+    #[error("cannot create the database folder: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+/// The index store. Cheap to clone: pools are reference-counted.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    read: AnyPool,
+    /// On SQLite a one-connection pool (the single writer); on PostgreSQL the same pool as
+    /// `read`.
+    write: AnyPool,
+}
+
+/// Busy timeout for SQLite: long enough to ride out another process's write transaction
+/// (migrations, a fan-out), short enough to surface a stuck lock.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+
+impl Store {
+    /// Connect (creating a SQLite file and its folders if needed) and apply migrations.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let store = Self::connect_without_migrating(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn connect_without_migrating(url: &str) -> Result<Self, StorageError> {
+        sqlx::any::install_default_drivers();
+        let backend = backend_of(url).map_err(StorageError::Url)?;
+        match backend {
+            Backend::Sqlite => {
+                let url = prepare_sqlite_url(url)?;
+                let options =
+                    AnyConnectOptions::from_str(&url).map_err(|e| StorageError::Url(e.to_string()))?;
+                let pragmas = sqlite_pragmas;
+                let write = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .after_connect(pragmas)
+                    .connect_with(options.clone())
+                    .await?;
+                let read = AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(pragmas)
+                    .connect_with(options)
+                    .await?;
+                Ok(Self {
+                    backend,
+                    read,
+                    write,
+                })
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(10)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await?;
+                Ok(Self {
+                    backend,
+                    read: pool.clone(),
+                    write: pool,
+                })
+            }
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.write).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.write).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A write transaction: `BEGIN IMMEDIATE` on SQLite so the write lock is taken up front
+    /// (a deferred transaction that reads first can fail to upgrade), plain `BEGIN` elsewhere.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StorageError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        })
+    }
+
+    /// Liveness of the database, for `/xrpc/_health`.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Per-connection SQLite settings: WAL so readers never block the writer, NORMAL sync (safe
+/// with WAL: a crash loses at most the last commits, never corrupts), a busy timeout.
+fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        conn.execute(
+            format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;"
+            )
+            .as_str(),
+        )
+        .await
+        .map(|_| ())
+    })
+}
+
+/// Make sure a SQLite URL creates its file (`mode=rwc`) and that the folder exists.
+fn prepare_sqlite_url(url: &str) -> Result<String, StorageError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StorageError::Url("expected sqlite://PATH".into()))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StorageError::Url(
+            "an in-memory SQLite database cannot be shared by Herald's pools; use a file".into(),
+        ));
+    }
+    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let query = if query.split('&').any(|kv| kv.starts_with("mode=")) {
+        query.to_string()
+    } else if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Microseconds since the Unix epoch: Herald's one stored time representation.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// RFC 3339 with millisecond precision and `Z`, as ATProto datetimes are written.
+pub fn format_micros(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub fn parse_datetime(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.timestamp_micros())
+}
+
+/// `$1, $2, …` row groups for a multi-row INSERT of `rows` rows of `width` columns.
+fn values_placeholders(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push(',');
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push(',');
+            }
+            out.push('$');
+            out.push_str(&(r * width + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_gain_create_mode_and_keep_other_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/herald.db");
+        let url = format!("sqlite://{}", path.display());
+        assert_eq!(
+            prepare_sqlite_url(&url).unwrap(),
+            format!("sqlite://{}?mode=rwc", path.display())
+        );
+        assert!(path.parent().unwrap().is_dir());
+        let with_query = format!("sqlite://{}?cache=shared", path.display());
+        assert!(prepare_sqlite_url(&with_query).unwrap().ends_with("?cache=shared&mode=rwc"));
+        assert!(prepare_sqlite_url("sqlite::memory:").is_err());
+    }
+
+    #[test]
+    fn placeholders_number_rows_consecutively() {
+        assert_eq!(values_placeholders(2, 3), "($1,$2,$3),($4,$5,$6)");
+    }
+
+    #[test]
+    fn times_round_trip_through_rfc3339() {
+        let t = 1_767_225_600_123_456;
+        assert_eq!(parse_datetime(&format_micros(t)), Some(t));
+    }
+}

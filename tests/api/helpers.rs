@@ -1,0 +1,262 @@
+//! `spawn_app()` and friends: one fresh database per test (a temp-dir SQLite file, or a new
+//! PostgreSQL database on the server CI provides), the app on port 0.
+
+use std::time::Duration;
+
+use herald::ingest::JETSTREAM_SOURCE;
+use herald::sandbox::{Identity, Jetstream, Plc, event, tid};
+use herald::settings::{Backend, Settings};
+use herald::startup::{Application, Roles};
+use herald::storage::Store;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+pub const SUBSCRIPTION: &str = "community.herald.subscription";
+pub const PREFERENCES: &str = "community.herald.preferences";
+pub const COMMUNITY: &str = "community.herald.community";
+
+/// Generate one test per backend from one body:
+/// `on_both_backends! { async fn name(backend) { … } }`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                async fn run($backend: herald::settings::Backend) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    run(herald::settings::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    run(herald::settings::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+/// Where test databases are created on PostgreSQL (trust auth on the CI machines).
+fn postgres_admin_url() -> String {
+    std::env::var("HERALD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+pub struct TestApp {
+    app: Option<Application>,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub plc: Plc,
+    pub jetstream: Jetstream,
+    pub service_did: String,
+    database_url: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("herald.db").display()),
+        Backend::Postgres => {
+            let admin = postgres_admin_url();
+            let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("PostgreSQL must be reachable for the postgres tests (scripts/test starts it)");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let mut url = url::Url::parse(&admin).expect("admin URL");
+            url.set_path(&name);
+            url.to_string()
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into()))
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database_url(backend, dir.path()).await;
+    let plc = Plc::start().await.expect("plc");
+    let jetstream = Jetstream::start().await.expect("jetstream");
+    let mut test = TestApp {
+        app: None,
+        base: String::new(),
+        http: reqwest::Client::new(),
+        plc,
+        jetstream,
+        service_did: "did:web:herald.test".into(),
+        database_url,
+        _dir: dir,
+    };
+    test.start().await;
+    test
+}
+
+impl TestApp {
+    fn settings(&self) -> Settings {
+        Settings::from_map(
+            [
+                ("HERALD_DATABASE_URL", self.database_url.clone()),
+                ("HERALD_LISTEN", "127.0.0.1:0".into()),
+                ("HERALD_JETSTREAM_URL", self.jetstream.url().to_string()),
+                ("HERALD_PLC_URL", self.plc.url().to_string()),
+                ("HERALD_SERVICE_DID", self.service_did.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        )
+        .expect("test settings")
+    }
+
+    async fn start(&mut self) {
+        let app = Application::build(self.settings(), Roles::ALL)
+            .await
+            .expect("app starts");
+        self.base = format!("http://127.0.0.1:{}", app.port());
+        self.app = Some(app);
+    }
+
+    /// Stop the whole process-equivalent and start it again on the same database.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start().await;
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        self.app.as_ref().expect("app running").store()
+    }
+
+    pub fn metrics(&self) -> &herald::metrics::Metrics {
+        self.app.as_ref().expect("app running").metrics()
+    }
+
+    /// A did:plc identity with a secp256k1 key, registered with the local PLC.
+    pub fn identity(&self, name: &str) -> Identity {
+        let identity = Identity::plc(name);
+        self.plc.register_identity(&identity);
+        identity
+    }
+
+    /// Push events and wait until ingest has committed past the last of them.
+    pub async fn ingest(&self, events: impl IntoIterator<Item = Value>) -> i64 {
+        let mut last = 0;
+        for e in events {
+            last = self.jetstream.push(e);
+        }
+        self.wait_for_cursor(last).await;
+        last
+    }
+
+    pub async fn wait_for_cursor(&self, time_us: i64) {
+        for _ in 0..1_000 {
+            if self.store().cursor(JETSTREAM_SOURCE).await.unwrap().unwrap_or(-1) >= time_us {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("ingest did not reach cursor {time_us}");
+    }
+
+    /// Declare a community (public unless `extra` says otherwise).
+    pub async fn community(&self, community: &Identity, extra: Value) {
+        let mut record = json!({"name": "Riverside", "createdAt": "2026-11-21T10:00:00.000Z",
+                                "pipes": [{"id": "digest"}, {"id": "opportunity"}]});
+        merge(&mut record, extra);
+        self.ingest([event::create(&community.did, COMMUNITY, "self", &tid(), record)])
+            .await;
+    }
+
+    /// Subscribe `member` to `community` with a record; returns the record key.
+    pub async fn subscribe(&self, member: &Identity, community: &Identity, extra: Value) -> String {
+        let rkey = tid();
+        let mut record = json!({"subject": community.did, "createdAt": "2026-11-21T10:00:00.000Z"});
+        merge(&mut record, extra);
+        self.ingest([event::create(&member.did, SUBSCRIPTION, &rkey, &tid(), record)])
+            .await;
+        rkey
+    }
+
+    pub async fn call(
+        &self,
+        caller: Option<&Identity>,
+        nsid: &str,
+        body: Option<Value>,
+        query: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let token = caller.map(|c| c.token(&self.service_did, nsid));
+        self.call_with_token(token.as_deref(), nsid, body, query).await
+    }
+
+    pub async fn call_with_token(
+        &self,
+        token: Option<&str>,
+        nsid: &str,
+        body: Option<Value>,
+        query: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let url = format!("{}/xrpc/{nsid}", self.base);
+        let mut request = match &body {
+            Some(b) => self.http.post(url).json(b),
+            None => self.http.get(url).query(query),
+        };
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn publish(&self, caller: &Identity, community: &Identity, pipe: &str, item_id: &str) -> (StatusCode, Value) {
+        self.call(
+            Some(caller),
+            "community.herald.publish",
+            Some(json!({"community": community.did, "pipe": pipe,
+                        "item": {"id": item_id, "title": format!("Item {item_id}")}})),
+            &[],
+        )
+        .await
+    }
+
+    /// The item ids in `member`'s inbox, newest first.
+    pub async fn inbox(&self, member: &Identity) -> Vec<String> {
+        let (status, body) = self
+            .call(Some(member), "community.herald.listNotifications", None, &[("limit", "100")])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["itemId"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+pub fn merge(target: &mut Value, extra: Value) {
+    if let (Some(t), Value::Object(e)) = (target.as_object_mut(), extra) {
+        t.extend(e);
+    }
+}

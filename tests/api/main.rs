@@ -1,0 +1,9 @@
+//! Integration tests: the real server on port 0 with a fresh database, a local Jetstream and a
+//! local PLC directory. Every test runs on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod inbox;
+mod ingest;
+mod publish;
