@@ -40,7 +40,14 @@ async fn run(members: usize) -> anyhow::Result<()> {
         ("HERALD_PLC_URL", plc.url().to_string()),
         ("HERALD_SERVICE_DID", "did:web:herald.bench".into()),
     ]);
-    let app = Application::build(settings, Roles { api: true, ingest: false }).await?;
+    let app = Application::build(
+        settings,
+        Roles {
+            api: true,
+            ingest: false,
+        },
+    )
+    .await?;
     let community = Identity::plc(&format!("bench-community-{members}"));
     plc.register_identity(&community);
 
@@ -53,7 +60,11 @@ async fn run(members: usize) -> anyhow::Result<()> {
         cid: None,
         record: Record::Community(CommunityRecord {
             name: "Bench".into(),
-            pipes: vec![PipeDecl { id: "opportunity".into(), name: None, description: None }],
+            pipes: vec![PipeDecl {
+                id: "opportunity".into(),
+                name: None,
+                description: None,
+            }],
             publishers: vec![],
             admins: vec![],
             visibility: None,
@@ -64,7 +75,13 @@ async fn run(members: usize) -> anyhow::Result<()> {
         // Mixed preferences: most inbox-only, some with email, some muted.
         let (routes, muted) = match i % 10 {
             0..=5 => (vec![], false),
-            6..=8 => (vec![Route { pipe: "opportunity".into(), channels: vec!["inbox".into(), "email".into()] }], false),
+            6..=8 => (
+                vec![Route {
+                    pipe: "opportunity".into(),
+                    channels: vec!["inbox".into(), "email".into()],
+                }],
+                false,
+            ),
             _ => (vec![], true),
         };
         ops.push(IndexOp::Put {
@@ -107,7 +124,10 @@ async fn run(members: usize) -> anyhow::Result<()> {
     let peak = common::peak_rss_mib();
     println!(
         "fan-out: {members} subscribers → {} recipients in {:.3} s; RSS before {:.1} MiB, peak during publish {:.1} MiB",
-        answer["recipients"], elapsed.as_secs_f64(), before, peak
+        answer["recipients"],
+        elapsed.as_secs_f64(),
+        before,
+        peak
     );
     app.stop().await;
     Ok(())

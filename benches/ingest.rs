@@ -40,12 +40,19 @@ async fn serve_jetstream() -> anyhow::Result<()> {
     let jetstream = Jetstream::start().await?;
     let n = event_count();
     let members = (n / 10).max(1);
-    let communities: Vec<String> = (0..20).map(|i| plc_did(&format!("community-{i}"))).collect();
+    let communities: Vec<String> = (0..20)
+        .map(|i| plc_did(&format!("community-{i}")))
+        .collect();
     let mut last = 0;
     for community in &communities {
-        last = jetstream.push(event::create(community, COMMUNITY, "self", &tid(),
+        last = jetstream.push(event::create(
+            community,
+            COMMUNITY,
+            "self",
+            &tid(),
             json!({"name": "Bench", "createdAt": "2026-11-21T10:00:00Z",
-                   "pipes": [{"id": "digest"}, {"id": "opportunity"}]})));
+                   "pipes": [{"id": "digest"}, {"id": "opportunity"}]}),
+        ));
     }
     let mut rkeys: Vec<Option<String>> = vec![None; members];
     for i in communities.len()..n {
@@ -57,9 +64,14 @@ async fn serve_jetstream() -> anyhow::Result<()> {
                        {"pipe": "opportunity", "channels": ["telegram"]}]});
         let e = match (i % 20, &rkeys[m]) {
             // 10%: preferences
-            (0 | 1, _) => event::create(&did, PREFERENCES, "self", &tid(),
+            (0 | 1, _) => event::create(
+                &did,
+                PREFERENCES,
+                "self",
+                &tid(),
                 json!({"timezone": "Europe/Berlin", "digestHour": 8, "updatedAt": "2026-11-21T10:00:00Z",
-                       "defaultRoutes": [{"pipe": "digest", "channels": ["inbox"]}]})),
+                       "defaultRoutes": [{"pipe": "digest", "channels": ["inbox"]}]}),
+            ),
             // 10%: deletes of an earlier subscription
             (2 | 3, Some(rkey)) => {
                 let e = event::delete(&did, SUBSCRIPTION, rkey, &tid());
@@ -117,7 +129,14 @@ async fn run() -> anyhow::Result<()> {
     ]);
     common::reset_peak_rss();
     let start = Instant::now();
-    let app = Application::build(settings, Roles { api: false, ingest: true }).await?;
+    let app = Application::build(
+        settings,
+        Roles {
+            api: false,
+            ingest: true,
+        },
+    )
+    .await?;
     loop {
         if app.store().cursor(JETSTREAM_SOURCE).await?.unwrap_or(0) >= last {
             break;
@@ -130,7 +149,11 @@ async fn run() -> anyhow::Result<()> {
     drop(child.stdin.take());
     let _ = child.wait();
 
-    println!("ingest: {n} events in {:.2} s = {:.0} events/s; Herald peak RSS {:.1} MiB",
-        elapsed.as_secs_f64(), n as f64 / elapsed.as_secs_f64(), peak);
+    println!(
+        "ingest: {n} events in {:.2} s = {:.0} events/s; Herald peak RSS {:.1} MiB",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        peak
+    );
     Ok(())
 }

@@ -37,11 +37,18 @@ pub async fn run() -> anyhow::Result<()> {
     let service_did = settings.service_did.clone();
     let app = Application::build(settings, Roles::ALL).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
-    println!("Herald is running at {base} (SQLite in {})", dir.path().display());
+    println!(
+        "Herald is running at {base} (SQLite in {})",
+        dir.path().display()
+    );
 
     let community = Identity::plc("demo-community");
     let members = [
-        ("alice", json!([{"pipe": "opportunity", "channels": ["inbox", "email"]}]), false),
+        (
+            "alice",
+            json!([{"pipe": "opportunity", "channels": ["inbox", "email"]}]),
+            false,
+        ),
         ("bob", json!([]), false),
         ("carol", json!([]), true),
     ];
@@ -83,7 +90,8 @@ pub async fn run() -> anyhow::Result<()> {
     // Wait until ingest has indexed the four records.
     let store = app.store().clone();
     for _ in 0..200 {
-        if store.count_records(SUBSCRIPTION).await? == 3 && store.count_records(COMMUNITY).await? == 1
+        if store.count_records(SUBSCRIPTION).await? == 3
+            && store.count_records(COMMUNITY).await? == 1
         {
             break;
         }
@@ -115,7 +123,10 @@ pub async fn run() -> anyhow::Result<()> {
             .await?
             .json()
             .await?;
-        let items = inbox["notifications"].as_array().cloned().unwrap_or_default();
+        let items = inbox["notifications"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         println!("\n{name}'s inbox: {} notification(s)", items.len());
         for item in items {
             println!("  • [{}] {} — {}", item["pipe"], item["title"], item["url"]);
@@ -127,7 +138,9 @@ pub async fn run() -> anyhow::Result<()> {
                 .iter()
                 .find(|(_, m)| m.did == did)
                 .map_or("?", |(n, _)| n);
-            println!("\noutbox: {channel} delivery for {name} is {status} (sent once a dispatcher and a verified contact exist)");
+            println!(
+                "\noutbox: {channel} delivery for {name} is {status} (sent once a dispatcher and a verified contact exist)"
+            );
         }
     }
     app.stop().await;

@@ -106,7 +106,10 @@ pub fn resolve_channels(member: &MemberFacts, visibility: Visibility, pipe: &str
     } else {
         return vec![Channel::Inbox];
     };
-    let mut channels: Vec<Channel> = names.into_iter().filter_map(|n| Channel::parse(n)).collect();
+    let mut channels: Vec<Channel> = names
+        .into_iter()
+        .filter_map(|n| Channel::parse(n))
+        .collect();
     channels.sort();
     channels.dedup();
     channels

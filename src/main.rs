@@ -12,7 +12,11 @@ use herald::startup::{Application, Roles};
 use herald::storage::Store;
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "ATProto-native community notification hub")]
+#[command(
+    name = "herald",
+    version,
+    about = "ATProto-native community notification hub"
+)]
 struct Cli {
     /// TOML file with the same keys as the environment (HERALD_*); the environment wins.
     #[arg(long, global = true, env = "HERALD_CONFIG_FILE")]
@@ -60,8 +64,8 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped().await;
         }
         Command::Migrate => {
-            let store = Store::connect_without_migrating(settings.database_url.expose_secret())
-                .await?;
+            let store =
+                Store::connect_without_migrating(settings.database_url.expose_secret()).await?;
             store.migrate().await?;
             println!("migrations applied");
         }

@@ -181,7 +181,9 @@ impl Record {
             if rkey == "self" {
                 Ok(())
             } else {
-                Err(format!("{what} record must have rkey \"self\", got {rkey:?}"))
+                Err(format!(
+                    "{what} record must have rkey \"self\", got {rkey:?}"
+                ))
             }
         };
         let typed = match collection {

@@ -51,6 +51,8 @@ struct JetstreamState {
     /// Bumped to make every open connection drop.
     generation: watch::Sender<u64>,
     requests: Mutex<Vec<String>>,
+    /// Connections currently streaming (counted once their starting point is fixed).
+    streaming: std::sync::atomic::AtomicUsize,
 }
 
 /// A local Jetstream: events pushed here are streamed to subscribers, replayed from any
@@ -68,6 +70,7 @@ impl Jetstream {
             appended: watch::channel(0).0,
             generation: watch::channel(0).0,
             requests: Mutex::new(Vec::new()),
+            streaming: Default::default(),
         });
         let router = Router::new()
             .route("/subscribe", get(subscribe))
@@ -124,6 +127,14 @@ impl Jetstream {
     /// Query strings of every subscribe request received, in order.
     pub fn requests(&self) -> Vec<String> {
         self.state.requests.lock().expect("requests lock").clone()
+    }
+
+    /// Connections currently streaming. A subscriber without a cursor only sees events pushed
+    /// after it connected, as with the real Jetstream; tests wait for one before pushing.
+    pub fn streaming(&self) -> usize {
+        self.state
+            .streaming
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn len(&self) -> usize {
@@ -184,6 +195,16 @@ async fn stream_events(
             None => log.len(),
         }
     };
+    struct Streaming<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Streaming<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+    state
+        .streaming
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    let _streaming = Streaming(&state.streaming);
     loop {
         let batch: Vec<Arc<str>> = {
             let log = state.log.read().expect("jetstream log lock");

@@ -67,7 +67,10 @@ pub struct Settings {
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
-            .field("database_url", &redact_url(self.database_url.expose_secret()))
+            .field(
+                "database_url",
+                &redact_url(self.database_url.expose_secret()),
+            )
             .field("listen", &self.listen)
             .field("public_url", &self.public_url.as_str())
             .field("service_did", &self.service_did)
@@ -216,7 +219,9 @@ fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, SettingsError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
     table
         .into_iter()
         .map(|(key, value)| {

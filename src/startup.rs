@@ -97,12 +97,12 @@ impl Application {
 
         let mut port = 0;
         if roles.api {
-            let listener = TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| StartupError::Listen {
+            let listener = TcpListener::bind(settings.listen).await.map_err(|source| {
+                StartupError::Listen {
                     addr: settings.listen,
                     source,
-                })?;
+                }
+            })?;
             port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
             let app = xrpc::router()
                 .with_state(xrpc::AppState {
@@ -115,7 +115,9 @@ impl Application {
                     public_url: settings.public_url.to_string(),
                     metrics: metrics.clone(),
                 }))
-                .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    MAX_BODY_BYTES,
+                ))
                 .layer(tower_http::trace::TraceLayer::new_for_http());
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move {

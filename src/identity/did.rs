@@ -56,7 +56,10 @@ pub(crate) fn document_url(did: &str, plc_url: &Url) -> Result<Url, ResolveError
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
         if !well_formed {
-            return Err(invalid(did, "did:plc identifier is not 24 base32 characters"));
+            return Err(invalid(
+                did,
+                "did:plc identifier is not 24 base32 characters",
+            ));
         }
         // The identifier's alphabet is URL-safe, so plain concatenation cannot escape the path.
         let base = plc_url.as_str().trim_end_matches('/');
@@ -96,7 +99,9 @@ fn web_authority(did: &str, id: &str) -> Result<String, ResolveError> {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
@@ -107,7 +112,9 @@ fn web_authority(did: &str, id: &str) -> Result<String, ResolveError> {
     match port {
         None => Ok(host),
         Some(port) => match port.parse::<u16>() {
-            Ok(p) if p != 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(format!("{host}:{p}")),
+            Ok(p) if p != 0 && port.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(format!("{host}:{p}"))
+            }
             _ => Err(invalid(did, "did:web port is not a port number")),
         },
     }
@@ -186,21 +193,30 @@ mod tests {
     #[test]
     fn did_plc_resolves_under_the_plc_directory() {
         let url = document_url("did:plc:7iza6de2dwap2sbkpav7c6c6", &plc()).unwrap();
-        assert_eq!(url.as_str(), "https://plc.example.com/did:plc:7iza6de2dwap2sbkpav7c6c6");
+        assert_eq!(
+            url.as_str(),
+            "https://plc.example.com/did:plc:7iza6de2dwap2sbkpav7c6c6"
+        );
         let with_path = Url::parse("http://127.0.0.1:9/plc/").unwrap();
         let url = document_url("did:plc:7iza6de2dwap2sbkpav7c6c6", &with_path).unwrap();
-        assert_eq!(url.as_str(), "http://127.0.0.1:9/plc/did:plc:7iza6de2dwap2sbkpav7c6c6");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/plc/did:plc:7iza6de2dwap2sbkpav7c6c6"
+        );
     }
 
     #[test]
     fn malformed_did_plc_identifiers_are_rejected() {
         for did in [
             "did:plc:short",
-            "did:plc:7iza6de2dwap2sbkpav7c6c61",  // '1' is not base32
-            "did:plc:7IZA6DE2DWAP2SBKPAV7C6C6",   // uppercase
+            "did:plc:7iza6de2dwap2sbkpav7c6c61", // '1' is not base32
+            "did:plc:7IZA6DE2DWAP2SBKPAV7C6C6",  // uppercase
             "did:plc:7iza6de2dwap2sbkpav7c6c6aa", // too long
         ] {
-            assert!(matches!(document_url(did, &plc()), Err(ResolveError::InvalidDid(_))), "{did}");
+            assert!(
+                matches!(document_url(did, &plc()), Err(ResolveError::InvalidDid(_))),
+                "{did}"
+            );
         }
     }
 
@@ -209,7 +225,10 @@ mod tests {
         let url = document_url("did:web:Example.COM", &plc()).unwrap();
         assert_eq!(url.as_str(), "https://example.com/.well-known/did.json");
         let url = document_url("did:web:example.com%3A8443", &plc()).unwrap();
-        assert_eq!(url.as_str(), "https://example.com:8443/.well-known/did.json");
+        assert_eq!(
+            url.as_str(),
+            "https://example.com:8443/.well-known/did.json"
+        );
     }
 
     #[test]
@@ -235,7 +254,10 @@ mod tests {
             "did:web:example.com%3A80%3A81",
             "did:web:example.com%3A+80",
         ] {
-            assert!(matches!(document_url(did, &plc()), Err(ResolveError::InvalidDid(_))), "{did}");
+            assert!(
+                matches!(document_url(did, &plc()), Err(ResolveError::InvalidDid(_))),
+                "{did}"
+            );
         }
     }
 
@@ -246,7 +268,10 @@ mod tests {
             "did:example:123456789abcdefghi",
             "not a did",
         ] {
-            assert!(matches!(document_url(did, &plc()), Err(ResolveError::InvalidDid(_))), "{did}");
+            assert!(
+                matches!(document_url(did, &plc()), Err(ResolveError::InvalidDid(_))),
+                "{did}"
+            );
         }
     }
 }

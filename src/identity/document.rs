@@ -83,7 +83,9 @@ impl DidDocument {
             }
             other => {
                 let shown: String = other.chars().take(64).collect();
-                return Err(no_key(&format!("unsupported #atproto method type {shown:?}")));
+                return Err(no_key(&format!(
+                    "unsupported #atproto method type {shown:?}"
+                )));
             }
         };
         parsed.map_err(|e| ResolveError::BadDocument(format!("{}: #atproto key: {e}", self.id)))
@@ -106,7 +108,9 @@ impl DidDocument {
 
     /// The handle the document claims (first `at://` alias), unverified.
     pub fn handle(&self) -> Option<&str> {
-        self.also_known_as.iter().find_map(|aka| aka.strip_prefix("at://"))
+        self.also_known_as
+            .iter()
+            .find_map(|aka| aka.strip_prefix("at://"))
     }
 
     /// Whether `id` names `fragment` of this document: either `#frag` or `{self.id}#frag`.
@@ -248,9 +252,17 @@ mod tests {
 
     #[test]
     fn legacy_secp256r1_method_with_uncompressed_point_yields_a_p256_key() {
-        let key = crate::identity::parse_did_key("did:key:zDnaembgSGUhZULN2Caob4HLJPaxBh92N7rtH21TErzqf8HQo").unwrap();
-        let PublicKey::P256(vk) = &key else { panic!("expected P-256") };
-        let uncompressed = multibase::encode(multibase::Base::Base58Btc, vk.to_encoded_point(false).as_bytes());
+        let key = crate::identity::parse_did_key(
+            "did:key:zDnaembgSGUhZULN2Caob4HLJPaxBh92N7rtH21TErzqf8HQo",
+        )
+        .unwrap();
+        let PublicKey::P256(vk) = &key else {
+            panic!("expected P-256")
+        };
+        let uncompressed = multibase::encode(
+            multibase::Base::Base58Btc,
+            vk.to_encoded_point(false).as_bytes(),
+        );
         let doc = doc_with_method("EcdsaSecp256r1VerificationKey2019", &uncompressed);
         assert_eq!(doc.signing_key().unwrap(), key);
     }
@@ -274,7 +286,10 @@ mod tests {
             "EcdsaSecp256r1VerificationKey2019",
             "zQYEBzXeuTM9UR3rfvNag6L3RNAs5pQZyYPsomTsgQhsxLdEgCrPTLgFna8yqCnxPpNT7DBk6Ym3dgPKNu86vt9GR",
         );
-        assert!(matches!(doc.signing_key(), Err(ResolveError::BadDocument(_))));
+        assert!(matches!(
+            doc.signing_key(),
+            Err(ResolveError::BadDocument(_))
+        ));
     }
 
     #[test]
@@ -284,9 +299,15 @@ mod tests {
                  {"id": "#other", "type": "Multikey", "controller": "did:web:example.com",
                   "publicKeyMultibase": "zQ3shXjHeiBuRCKmM36cuYnm7YEMzhGnCmCyW92sRJ9pribSF"}]}"##,
         );
-        assert!(matches!(doc.signing_key(), Err(ResolveError::NoSigningKey(_))));
+        assert!(matches!(
+            doc.signing_key(),
+            Err(ResolveError::NoSigningKey(_))
+        ));
         let bare = parse(r#"{"id": "did:web:example.com"}"#);
-        assert!(matches!(bare.signing_key(), Err(ResolveError::NoSigningKey(_))));
+        assert!(matches!(
+            bare.signing_key(),
+            Err(ResolveError::NoSigningKey(_))
+        ));
     }
 
     #[test]
@@ -296,19 +317,31 @@ mod tests {
                  {"id": "did:web:evil.example#atproto", "type": "Multikey", "controller": "did:web:evil.example",
                   "publicKeyMultibase": "zQ3shXjHeiBuRCKmM36cuYnm7YEMzhGnCmCyW92sRJ9pribSF"}]}"##,
         );
-        assert!(matches!(doc.signing_key(), Err(ResolveError::NoSigningKey(_))));
+        assert!(matches!(
+            doc.signing_key(),
+            Err(ResolveError::NoSigningKey(_))
+        ));
     }
 
     #[test]
     fn unsupported_method_types_and_missing_key_material_mean_no_signing_key() {
-        let doc = doc_with_method("Ed25519VerificationKey2020", "z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK");
-        assert!(matches!(doc.signing_key(), Err(ResolveError::NoSigningKey(_))));
+        let doc = doc_with_method(
+            "Ed25519VerificationKey2020",
+            "z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
+        );
+        assert!(matches!(
+            doc.signing_key(),
+            Err(ResolveError::NoSigningKey(_))
+        ));
         let jwk_only = parse(
             r##"{"id": "did:web:example.com", "verificationMethod": [
                  {"id": "#atproto", "type": "JsonWebKey2020", "controller": "did:web:example.com",
                   "publicKeyJwk": {"kty": "EC"}}]}"##,
         );
-        assert!(matches!(jwk_only.signing_key(), Err(ResolveError::NoSigningKey(_))));
+        assert!(matches!(
+            jwk_only.signing_key(),
+            Err(ResolveError::NoSigningKey(_))
+        ));
     }
 
     #[test]
@@ -346,7 +379,10 @@ mod tests {
         let doc = parse(MULTIKEY_PLC_DOC);
         let json = serde_json::to_value(&doc).unwrap();
         assert_eq!(json["alsoKnownAs"][0], "at://dholms.xyz");
-        assert_eq!(json["verificationMethod"][0]["publicKeyMultibase"], "zQ3shXjHeiBuRCKmM36cuYnm7YEMzhGnCmCyW92sRJ9pribSF");
+        assert_eq!(
+            json["verificationMethod"][0]["publicKeyMultibase"],
+            "zQ3shXjHeiBuRCKmM36cuYnm7YEMzhGnCmCyW92sRJ9pribSF"
+        );
         assert_eq!(json["service"][0]["serviceEndpoint"], "https://bsky.social");
         assert_eq!(serde_json::from_value::<DidDocument>(json).unwrap(), doc);
     }

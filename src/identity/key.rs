@@ -207,15 +207,22 @@ mod tests {
     fn interop_low_s_signatures_verify_on_both_curves() {
         for fixture in [P256_LOW_S, K256_LOW_S] {
             let key = parse_did_key(fixture.did_key).unwrap();
-            key.verify(&b64(MESSAGE_BASE64), &b64(fixture.sig_base64)).unwrap();
+            key.verify(&b64(MESSAGE_BASE64), &b64(fixture.sig_base64))
+                .unwrap();
         }
     }
 
     #[test]
     fn interop_high_s_signatures_are_rejected_on_both_curves() {
-        for (did_key, sig) in [(P256_LOW_S.did_key, P256_HIGH_S), (K256_LOW_S.did_key, K256_HIGH_S)] {
+        for (did_key, sig) in [
+            (P256_LOW_S.did_key, P256_HIGH_S),
+            (K256_LOW_S.did_key, K256_HIGH_S),
+        ] {
             let key = parse_did_key(did_key).unwrap();
-            assert_eq!(key.verify(&b64(MESSAGE_BASE64), &b64(sig)), Err(SignatureError::HighS));
+            assert_eq!(
+                key.verify(&b64(MESSAGE_BASE64), &b64(sig)),
+                Err(SignatureError::HighS)
+            );
         }
     }
 
@@ -234,22 +241,34 @@ mod tests {
     fn der_encoded_signatures_are_rejected_on_both_curves() {
         for (did_key, sig) in [P256_DER, K256_DER] {
             let key = parse_did_key(did_key).unwrap();
-            assert_eq!(key.verify(&b64(MESSAGE_BASE64), &b64(sig)), Err(SignatureError::Malformed));
+            assert_eq!(
+                key.verify(&b64(MESSAGE_BASE64), &b64(sig)),
+                Err(SignatureError::Malformed)
+            );
         }
     }
 
     #[test]
     fn a_signature_over_another_message_is_a_mismatch() {
         let key = parse_did_key(K256_LOW_S.did_key).unwrap();
-        assert_eq!(key.verify(b"something else", &b64(K256_LOW_S.sig_base64)), Err(SignatureError::Mismatch));
+        assert_eq!(
+            key.verify(b"something else", &b64(K256_LOW_S.sig_base64)),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
     fn legacy_raw_compressed_keys_match_their_did_key() {
         let (_, point) = multibase::decode(P256_LOW_S.legacy_multibase).unwrap();
-        assert_eq!(PublicKey::from_sec1_p256(&point).unwrap().did_key(), P256_LOW_S.did_key);
+        assert_eq!(
+            PublicKey::from_sec1_p256(&point).unwrap().did_key(),
+            P256_LOW_S.did_key
+        );
         let (_, point) = multibase::decode(K256_LOW_S.legacy_multibase).unwrap();
-        assert_eq!(PublicKey::from_sec1_k256(&point).unwrap().did_key(), K256_LOW_S.did_key);
+        assert_eq!(
+            PublicKey::from_sec1_k256(&point).unwrap().did_key(),
+            K256_LOW_S.did_key
+        );
     }
 
     #[test]
@@ -269,32 +288,58 @@ mod tests {
 
     #[test]
     fn did_key_prefix_identifies_the_curve() {
-        assert_eq!(parse_did_key(K256_LOW_S.did_key).unwrap().jwt_alg(), "ES256K");
-        assert_eq!(parse_did_key(P256_LOW_S.did_key).unwrap().jwt_alg(), "ES256");
+        assert_eq!(
+            parse_did_key(K256_LOW_S.did_key).unwrap().jwt_alg(),
+            "ES256K"
+        );
+        assert_eq!(
+            parse_did_key(P256_LOW_S.did_key).unwrap().jwt_alg(),
+            "ES256"
+        );
     }
 
     #[test]
     fn malformed_did_keys_are_rejected() {
-        assert_eq!(parse_did_key("did:web:example.com"), Err(KeyError::NotDidKey));
+        assert_eq!(
+            parse_did_key("did:web:example.com"),
+            Err(KeyError::NotDidKey)
+        );
         assert_eq!(parse_did_key("did:key:uAAAA"), Err(KeyError::NotBase58btc));
         assert_eq!(parse_did_key("did:key:z0OIl"), Err(KeyError::Multibase));
         // An Ed25519 multikey (0xed 0x01): a real key type, not one ATProto signs with.
-        let ed25519 = multibase::encode(multibase::Base::Base58Btc, [[0xed, 0x01].as_slice(), &[7; 32]].concat());
-        assert_eq!(parse_did_key(&format!("did:key:{ed25519}")), Err(KeyError::UnsupportedKeyType));
+        let ed25519 = multibase::encode(
+            multibase::Base::Base58Btc,
+            [[0xed, 0x01].as_slice(), &[7; 32]].concat(),
+        );
+        assert_eq!(
+            parse_did_key(&format!("did:key:{ed25519}")),
+            Err(KeyError::UnsupportedKeyType)
+        );
         // Right prefix, but not a point on the curve.
-        let junk = multibase::encode(multibase::Base::Base58Btc, [MULTICODEC_K256.as_slice(), &[9; 33]].concat());
-        assert_eq!(parse_did_key(&format!("did:key:{junk}")), Err(KeyError::InvalidPoint));
+        let junk = multibase::encode(
+            multibase::Base::Base58Btc,
+            [MULTICODEC_K256.as_slice(), &[9; 33]].concat(),
+        );
+        assert_eq!(
+            parse_did_key(&format!("did:key:{junk}")),
+            Err(KeyError::InvalidPoint)
+        );
     }
 
     #[test]
     fn multikeys_must_carry_the_compressed_point() {
         let key = parse_did_key(K256_LOW_S.did_key).unwrap();
-        let PublicKey::K256(vk) = &key else { panic!("expected secp256k1") };
+        let PublicKey::K256(vk) = &key else {
+            panic!("expected secp256k1")
+        };
         let uncompressed = vk.to_encoded_point(false);
         let multikey = multibase::encode(
             multibase::Base::Base58Btc,
             [MULTICODEC_K256.as_slice(), uncompressed.as_bytes()].concat(),
         );
-        assert_eq!(PublicKey::from_multikey(&multikey), Err(KeyError::InvalidPoint));
+        assert_eq!(
+            PublicKey::from_multikey(&multikey),
+            Err(KeyError::InvalidPoint)
+        );
     }
 }

@@ -10,12 +10,16 @@
 //!                              parse (≤ 64 KiB), id == did ─▶ cached for cache_ttl
 //! ```
 //! Failures are never cached: the next call tries again. `refresh` skips the cache read and
-//! replaces the entry (a `NotFound` also evicts it); `invalidate` just evicts.
+//! replaces the entry (a `NotFound` also evicts it). `invalidate` is synchronous (the firehose
+//! loop calls it inline on identity events) while moka's future cache only evicts
+//! asynchronously, so it marks the cached DID stale instead; the next `resolve` of a stale DID
+//! refetches. Only DIDs that are cached get marked, which bounds the stale set by the cache.
 //!
 //! Redirects are not followed (as the reference implementation does): a DID document must be
 //! served at its own URL.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -27,7 +31,7 @@ use super::{DidDocument, PublicKey};
 
 /// Upper bound on cached documents. A parsed document is around 1 KiB, so this caps the cache
 /// near 20 MiB while comfortably holding every active member of a large hub.
-const CACHE_MAX_ENTRIES: u64 = 20_000;
+const CACHE_MAX_ENTRIES: usize = 20_000;
 
 /// Largest document body we read. Real documents are well under 4 KiB; the cap keeps a
 /// hostile `did:web` host from streaming us an unbounded body.
@@ -74,6 +78,8 @@ pub struct Resolver {
     http: reqwest::Client,
     /// Resolved documents keyed by DID; expiry is the configured TTL.
     cache: Cache<String, Arc<DidDocument>>,
+    /// Cached DIDs invalidated since they were fetched; `resolve` refetches these.
+    stale: Arc<Mutex<HashSet<String>>>,
     plc_url: Url,
     http_timeout: Duration,
 }
@@ -101,12 +107,13 @@ impl Resolver {
                 reqwest::Client::new()
             });
         let cache = Cache::builder()
-            .max_capacity(CACHE_MAX_ENTRIES)
+            .max_capacity(CACHE_MAX_ENTRIES as u64)
             .time_to_live(cfg.cache_ttl)
             .build();
         Self {
             http,
             cache,
+            stale: Arc::default(),
             plc_url: cfg.plc_url,
             http_timeout: cfg.http_timeout,
         }
@@ -116,6 +123,14 @@ impl Resolver {
     /// share one fetch.
     pub async fn resolve(&self, did: &str) -> Result<Arc<DidDocument>, ResolveError> {
         let url = document_url(did, &self.plc_url)?;
+        if self.stale().remove(did) {
+            let refreshed = self.refresh_from(did, url).await;
+            if matches!(refreshed, Err(ResolveError::Http(_))) {
+                // Still stale: try again next time rather than serve the old document forever.
+                self.stale().insert(did.to_owned());
+            }
+            return refreshed;
+        }
         self.cache
             .try_get_with_by_ref(did, self.fetch(did, url))
             .await
@@ -126,9 +141,14 @@ impl Resolver {
     /// A `NotFound` evicts the entry; other failures leave it alone.
     pub async fn refresh(&self, did: &str) -> Result<Arc<DidDocument>, ResolveError> {
         let url = document_url(did, &self.plc_url)?;
+        self.refresh_from(did, url).await
+    }
+
+    async fn refresh_from(&self, did: &str, url: Url) -> Result<Arc<DidDocument>, ResolveError> {
         match self.fetch(did, url).await {
             Ok(doc) => {
                 self.cache.insert(did.to_owned(), doc.clone()).await;
+                self.stale().remove(did);
                 Ok(doc)
             }
             Err(e) => {
@@ -140,9 +160,29 @@ impl Resolver {
         }
     }
 
-    /// Forgets the cached document for `did` (e.g. on an identity event from the firehose).
-    pub async fn invalidate(&self, did: &str) {
-        self.cache.invalidate(did).await;
+    /// Forgets the cached document for `did` (e.g. on an identity event from the firehose):
+    /// the next [`resolve`](Self::resolve) fetches it again. Does nothing for uncached DIDs.
+    pub fn invalidate(&self, did: &str) {
+        if !self.cache.contains_key(did) {
+            return;
+        }
+        let mut stale = self.stale();
+        if stale.len() >= CACHE_MAX_ENTRIES {
+            // Marks are only set on cached DIDs and cleared on refetch, but a marked entry that
+            // expires or is evicted leaves its mark behind; if those ever add up to a full
+            // cache's worth, start over rather than grow.
+            stale.clear();
+            self.cache.invalidate_all();
+        } else {
+            stale.insert(did.to_owned());
+        }
+    }
+
+    fn stale(&self) -> MutexGuard<'_, HashSet<String>> {
+        // The set has no invariant a panicking holder could break, so poisoning is ignorable.
+        self.stale
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// `did`'s `#atproto` signing key; `fresh` refetches the document first (used after a
@@ -158,7 +198,8 @@ impl Resolver {
 
     async fn fetch(&self, did: &str, url: Url) -> Result<Arc<DidDocument>, ResolveError> {
         tracing::debug!(%did, %url, "fetching DID document");
-        let http_error = |e: reqwest::Error| ResolveError::Http(format!("{did}: {}", e.without_url()));
+        let http_error =
+            |e: reqwest::Error| ResolveError::Http(format!("{did}: {}", e.without_url()));
         let mut response = self
             .http
             .get(url)
@@ -175,9 +216,15 @@ impl Resolver {
             return Err(ResolveError::NotFound(did.to_owned()));
         }
         if !status.is_success() {
-            return Err(ResolveError::Http(format!("{did}: document server answered {status}")));
+            return Err(ResolveError::Http(format!(
+                "{did}: document server answered {status}"
+            )));
         }
-        let too_large = || ResolveError::BadDocument(format!("{did}: document larger than {MAX_DOCUMENT_BYTES} bytes"));
+        let too_large = || {
+            ResolveError::BadDocument(format!(
+                "{did}: document larger than {MAX_DOCUMENT_BYTES} bytes"
+            ))
+        };
         if response
             .content_length()
             .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
@@ -210,11 +257,13 @@ mod tests {
     use crate::identity::test_plc::{TestPlc, plc_did, plc_doc};
 
     fn k256_key() -> PublicKey {
-        crate::identity::parse_did_key("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme").unwrap()
+        crate::identity::parse_did_key("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme")
+            .unwrap()
     }
 
     fn p256_key() -> PublicKey {
-        crate::identity::parse_did_key("did:key:zDnaeTiq1PdzvZXUaMdezchcMJQpBdH2VN4pgrrEhMCCbmwSb").unwrap()
+        crate::identity::parse_did_key("did:key:zDnaeTiq1PdzvZXUaMdezchcMJQpBdH2VN4pgrrEhMCCbmwSb")
+            .unwrap()
     }
 
     #[tokio::test]
@@ -228,7 +277,11 @@ mod tests {
         assert_eq!(doc.id, did);
         assert_eq!(resolver.signing_key(&did, false).await.unwrap(), k256_key());
         resolver.resolve(&did).await.unwrap();
-        assert_eq!(plc.hits(), 1, "second and third lookups come from the cache");
+        assert_eq!(
+            plc.hits(),
+            1,
+            "second and third lookups come from the cache"
+        );
     }
 
     #[tokio::test]
@@ -240,9 +293,17 @@ mod tests {
         assert_eq!(resolver.signing_key(&did, false).await.unwrap(), k256_key());
 
         plc.put(&did, plc_doc(&did, &p256_key()));
-        assert_eq!(resolver.signing_key(&did, false).await.unwrap(), k256_key(), "still cached");
+        assert_eq!(
+            resolver.signing_key(&did, false).await.unwrap(),
+            k256_key(),
+            "still cached"
+        );
         assert_eq!(resolver.signing_key(&did, true).await.unwrap(), p256_key());
-        assert_eq!(resolver.signing_key(&did, false).await.unwrap(), p256_key(), "cache replaced");
+        assert_eq!(
+            resolver.signing_key(&did, false).await.unwrap(),
+            p256_key(),
+            "cache replaced"
+        );
         assert_eq!(plc.hits(), 2);
     }
 
@@ -253,8 +314,12 @@ mod tests {
         plc.put(&did, plc_doc(&did, &k256_key()));
         let resolver = plc.resolver();
         resolver.resolve(&did).await.unwrap();
-        resolver.invalidate(&did).await;
-        resolver.resolve(&did).await.unwrap();
+        plc.put(&did, plc_doc(&did, &p256_key()));
+        resolver.invalidate(&did);
+        assert_eq!(resolver.signing_key(&did, false).await.unwrap(), p256_key());
+        assert_eq!(resolver.signing_key(&did, false).await.unwrap(), p256_key());
+        assert_eq!(plc.hits(), 2, "refetched once, then cached again");
+        resolver.invalidate(&plc_did("nevercached"));
         assert_eq!(plc.hits(), 2);
     }
 
@@ -263,7 +328,10 @@ mod tests {
         let plc = TestPlc::start().await;
         let did = plc_did("latecomer");
         let resolver = plc.resolver();
-        assert!(matches!(resolver.resolve(&did).await, Err(ResolveError::NotFound(_))));
+        assert!(matches!(
+            resolver.resolve(&did).await,
+            Err(ResolveError::NotFound(_))
+        ));
         plc.put(&did, plc_doc(&did, &k256_key()));
         assert_eq!(resolver.resolve(&did).await.unwrap().id, did);
     }
@@ -276,8 +344,14 @@ mod tests {
         let resolver = plc.resolver();
         resolver.resolve(&did).await.unwrap();
         plc.remove(&did);
-        assert!(matches!(resolver.refresh(&did).await, Err(ResolveError::NotFound(_))));
-        assert!(matches!(resolver.resolve(&did).await, Err(ResolveError::NotFound(_))));
+        assert!(matches!(
+            resolver.refresh(&did).await,
+            Err(ResolveError::NotFound(_))
+        ));
+        assert!(matches!(
+            resolver.resolve(&did).await,
+            Err(ResolveError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
@@ -286,7 +360,10 @@ mod tests {
         let did = plc_did("impostor");
         plc.put(&did, plc_doc(&plc_did("victim"), &k256_key()));
         let resolver = plc.resolver();
-        assert!(matches!(resolver.resolve(&did).await, Err(ResolveError::BadDocument(_))));
+        assert!(matches!(
+            resolver.resolve(&did).await,
+            Err(ResolveError::BadDocument(_))
+        ));
     }
 
     #[tokio::test]
@@ -295,12 +372,18 @@ mod tests {
         let resolver = plc.resolver();
         let did = plc_did("garbage");
         plc.put(&did, json!("not a document"));
-        assert!(matches!(resolver.resolve(&did).await, Err(ResolveError::BadDocument(_))));
+        assert!(matches!(
+            resolver.resolve(&did).await,
+            Err(ResolveError::BadDocument(_))
+        ));
         let did = plc_did("huge");
         let mut doc = plc_doc(&did, &k256_key());
         doc["padding"] = json!("x".repeat(MAX_DOCUMENT_BYTES));
         plc.put(&did, doc);
-        assert!(matches!(resolver.resolve(&did).await, Err(ResolveError::BadDocument(_))));
+        assert!(matches!(
+            resolver.resolve(&did).await,
+            Err(ResolveError::BadDocument(_))
+        ));
     }
 
     #[tokio::test]
@@ -309,9 +392,15 @@ mod tests {
         let resolver = plc.resolver();
         let did = plc_did("broken");
         plc.fail_with(&did, 503);
-        assert!(matches!(resolver.resolve(&did).await, Err(ResolveError::Http(_))));
+        assert!(matches!(
+            resolver.resolve(&did).await,
+            Err(ResolveError::Http(_))
+        ));
         plc.fail_with(&did, 410);
-        assert!(matches!(resolver.resolve(&did).await, Err(ResolveError::NotFound(_))));
+        assert!(matches!(
+            resolver.resolve(&did).await,
+            Err(ResolveError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
@@ -326,15 +415,28 @@ mod tests {
             cache_ttl: Duration::from_secs(60),
             http_timeout: Duration::from_secs(5),
         });
-        assert!(matches!(resolver.resolve(&plc_did("nobody")).await, Err(ResolveError::Http(_))));
+        assert!(matches!(
+            resolver.resolve(&plc_did("nobody")).await,
+            Err(ResolveError::Http(_))
+        ));
     }
 
     #[tokio::test]
     async fn invalid_dids_and_other_methods_fail_without_a_request() {
         let plc = TestPlc::start().await;
         let resolver = plc.resolver();
-        for did in ["did:plc:nope", "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme", "alice"] {
-            assert!(matches!(resolver.resolve(did).await, Err(ResolveError::InvalidDid(_))), "{did}");
+        for did in [
+            "did:plc:nope",
+            "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme",
+            "alice",
+        ] {
+            assert!(
+                matches!(
+                    resolver.resolve(did).await,
+                    Err(ResolveError::InvalidDid(_))
+                ),
+                "{did}"
+            );
         }
         assert_eq!(plc.hits(), 0);
     }
@@ -347,7 +449,11 @@ mod tests {
         for host in ["localhost", "127.0.0.1"] {
             let did = format!("did:web:{host}%3A{port}");
             plc.put(&did, plc_doc(&did, &p256_key()));
-            assert_eq!(resolver.signing_key(&did, false).await.unwrap(), p256_key(), "{did}");
+            assert_eq!(
+                resolver.signing_key(&did, false).await.unwrap(),
+                p256_key(),
+                "{did}"
+            );
         }
     }
 
@@ -357,6 +463,9 @@ mod tests {
         let resolver = plc.resolver();
         let did = plc_did("redirected");
         plc.fail_with(&did, 302);
-        assert!(matches!(resolver.resolve(&did).await, Err(ResolveError::Http(_))));
+        assert!(matches!(
+            resolver.resolve(&did).await,
+            Err(ResolveError::Http(_))
+        ));
     }
 }

@@ -79,7 +79,11 @@ impl TestPlc {
 
     /// Answers requests for `did` with `status` (and a `Location` header, for redirects).
     pub(crate) fn fail_with(&self, did: &str, status: u16) {
-        self.shared.failures.lock().unwrap().insert(did.to_owned(), status);
+        self.shared
+            .failures
+            .lock()
+            .unwrap()
+            .insert(did.to_owned(), status);
     }
 
     /// Number of document requests served so far.

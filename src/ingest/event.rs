@@ -13,6 +13,9 @@ pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
 /// What one Jetstream frame means for Herald.
 #[derive(Debug, Clone)]
+// Parsed values move straight into a batch; boxing the large variant would cost an allocation
+// per event on the hot path.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     Op(IndexOp),
     /// An identity change: the DID's cached document must be refreshed.
@@ -73,13 +76,18 @@ pub fn parse(frame: &str, lexicons: &Lexicons) -> (Option<i64>, Parsed) {
     if frame.len() > MAX_EVENT_BYTES {
         return (
             None,
-            skip("oversize", format!("{} bytes > {MAX_EVENT_BYTES}", frame.len())),
+            skip(
+                "oversize",
+                format!("{} bytes > {MAX_EVENT_BYTES}", frame.len()),
+            ),
         );
     }
     let event: Event = match serde_json::from_str(frame) {
         Ok(e) => e,
         Err(e) => {
-            let time = serde_json::from_str::<TimeOnly>(frame).ok().map(|t| t.time_us);
+            let time = serde_json::from_str::<TimeOnly>(frame)
+                .ok()
+                .map(|t| t.time_us);
             let reason = if serde_json::from_str::<serde_json::Value>(frame).is_ok() {
                 "malformed_event"
             } else {
@@ -90,7 +98,10 @@ pub fn parse(frame: &str, lexicons: &Lexicons) -> (Option<i64>, Parsed) {
     };
     let time = Some(event.time_us);
     if !is_did(&event.did) {
-        return (time, skip("bad_did", format!("{:?} is not a DID", event.did)));
+        return (
+            time,
+            skip("bad_did", format!("{:?} is not a DID", event.did)),
+        );
     }
     let parsed = match event.kind.as_str() {
         "commit" => match event.commit {
@@ -196,7 +207,10 @@ mod tests {
         );
         let (time, parsed) = parse(&frame, &lex());
         assert_eq!(time, Some(42));
-        assert!(matches!(parsed, Parsed::Op(IndexOp::Put { .. })), "{parsed:?}");
+        assert!(
+            matches!(parsed, Parsed::Op(IndexOp::Put { .. })),
+            "{parsed:?}"
+        );
     }
 
     #[test]

@@ -54,7 +54,10 @@ pub struct Ingest {
 impl Ingest {
     /// Run until `shutdown` is cancelled. Errors from upstream never end this; only a broken
     /// database does (the indexer cannot make progress without it).
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), crate::storage::StorageError> {
+    pub async fn run(
+        self,
+        shutdown: CancellationToken,
+    ) -> Result<(), crate::storage::StorageError> {
         let committed = Arc::new(AtomicI64::new(
             self.store.cursor(JETSTREAM_SOURCE).await?.unwrap_or(-1),
         ));

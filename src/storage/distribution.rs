@@ -7,7 +7,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use super::{Store, StorageError, now_micros, values_placeholders};
+use super::{StorageError, Store, now_micros, values_placeholders};
 use crate::model::{Channel, MemberFacts, PipeDecl, Route, Visibility};
 
 /// A community as the index knows it.
@@ -68,10 +68,11 @@ const MEMBER_COLUMNS: &str = "SELECT s.did, s.rkey, s.muted, s.routes, p.default
 
 impl Store {
     pub async fn community(&self, did: &str) -> Result<Option<CommunityInfo>, StorageError> {
-        let row = sqlx::query("SELECT did, name, visibility, pipes FROM communities WHERE did = $1")
-            .bind(did)
-            .fetch_optional(&self.read)
-            .await?;
+        let row =
+            sqlx::query("SELECT did, name, visibility, pipes FROM communities WHERE did = $1")
+                .bind(did)
+                .fetch_optional(&self.read)
+                .await?;
         row.map(|row| {
             let pipes: String = row.try_get("pipes")?;
             let visibility: String = row.try_get("visibility")?;
@@ -410,7 +411,11 @@ fn decode_row(row: &AnyRow) -> Result<RecipientRow, StorageError> {
             muted: row.try_get::<i64, _>("muted")? == 1,
             admitted: row.try_get::<i64, _>("admitted")? == 1,
             subscription_routes: vec![parse(&routes)?],
-            default_routes: defaults.as_deref().map(parse).transpose()?.unwrap_or_default(),
+            default_routes: defaults
+                .as_deref()
+                .map(parse)
+                .transpose()?
+                .unwrap_or_default(),
         },
         did,
     })

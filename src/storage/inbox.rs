@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StorageError};
+use super::{StorageError, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationRow {

@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Transaction};
 
-use super::{Store, StorageError, now_micros};
+use super::{StorageError, Store, now_micros};
 use crate::model::{CommunityRecord, PreferencesRecord, Record, SubscriptionRecord, Visibility};
 
 /// One change to the index, already validated and typed by ingest.
@@ -80,9 +80,8 @@ impl Store {
                     rkey,
                     rev,
                 } => {
-                    let won =
-                        upsert_record(&mut tx, (did, collection, rkey, rev), None, None, now)
-                            .await?;
+                    let won = upsert_record(&mut tx, (did, collection, rkey, rev), None, None, now)
+                        .await?;
                     if won {
                         delete_derived(&mut tx, did, collection, rkey).await?;
                     }
@@ -147,12 +146,14 @@ impl Store {
 
     /// Number of live records, by collection (operations and tests).
     pub async fn count_records(&self, collection: &str) -> Result<i64, StorageError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM records WHERE collection = $1 AND deleted = 0",
+        Ok(
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM records WHERE collection = $1 AND deleted = 0",
+            )
+            .bind(collection)
+            .fetch_one(&self.read)
+            .await?,
         )
-        .bind(collection)
-        .fetch_one(&self.read)
-        .await?)
     }
 }
 

@@ -12,8 +12,8 @@
 //! Must not touch: the network. No transaction is ever held across a network call.
 
 mod distribution;
-mod index;
 mod inbox;
+mod index;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -23,8 +23,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use distribution::{NewPublication, PublicationOutcome, RecipientRow, SubscriberPage};
-pub use index::{ApplyStats, IndexOp};
 pub use inbox::NotificationRow;
+pub use index::{ApplyStats, IndexOp};
 
 use crate::settings::{Backend, backend_of};
 
@@ -70,8 +70,8 @@ impl Store {
         match backend {
             Backend::Sqlite => {
                 let url = prepare_sqlite_url(url)?;
-                let options =
-                    AnyConnectOptions::from_str(&url).map_err(|e| StorageError::Url(e.to_string()))?;
+                let options = AnyConnectOptions::from_str(&url)
+                    .map_err(|e| StorageError::Url(e.to_string()))?;
                 let pragmas = sqlite_pragmas;
                 let write = AnyPoolOptions::new()
                     .max_connections(1)
@@ -107,8 +107,16 @@ impl Store {
 
     pub async fn migrate(&self) -> Result<(), StorageError> {
         match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.write).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.write).await?,
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&self.write)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.write)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -169,7 +177,10 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StorageError> {
             "an in-memory SQLite database cannot be shared by Herald's pools; use a file".into(),
         ));
     }
-    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent)?;
     }
     let query = if query.split('&').any(|kv| kv.starts_with("mode=")) {
@@ -235,7 +246,11 @@ mod tests {
         );
         assert!(path.parent().unwrap().is_dir());
         let with_query = format!("sqlite://{}?cache=shared", path.display());
-        assert!(prepare_sqlite_url(&with_query).unwrap().ends_with("?cache=shared&mode=rwc"));
+        assert!(
+            prepare_sqlite_url(&with_query)
+                .unwrap()
+                .ends_with("?cache=shared&mode=rwc")
+        );
         assert!(prepare_sqlite_url("sqlite::memory:").is_err());
     }
 

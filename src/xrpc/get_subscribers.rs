@@ -75,7 +75,9 @@ pub async fn handle(
     }
     let pipes: Vec<&str> = match &params.pipe {
         Some(p) => vec![p.as_str()],
-        None if !community.pipes.is_empty() => community.pipes.iter().map(|p| p.id.as_str()).collect(),
+        None if !community.pipes.is_empty() => {
+            community.pipes.iter().map(|p| p.id.as_str()).collect()
+        }
         None => KNOWN_PIPES.to_vec(),
     };
     let page = state

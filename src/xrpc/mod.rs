@@ -40,10 +40,7 @@ pub struct AppState {
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/xrpc/_health", get(health::handle))
-        .route(
-            &path(publish::NSID),
-            procedure(post(publish::handle)),
-        )
+        .route(&path(publish::NSID), procedure(post(publish::handle)))
         .route(
             &path(get_subscribers::NSID),
             query(get(get_subscribers::handle)),
@@ -165,11 +162,9 @@ impl From<StorageError> for XrpcError {
 impl From<PublishError> for XrpcError {
     fn from(e: PublishError) -> Self {
         match e {
-            PublishError::UnknownCommunity(_) => Self::new(
-                StatusCode::BAD_REQUEST,
-                "UnknownCommunity",
-                e.to_string(),
-            ),
+            PublishError::UnknownCommunity(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "UnknownCommunity", e.to_string())
+            }
             PublishError::NotPublisher { .. } => Self::forbidden("NotPublisher", e.to_string()),
             PublishError::UnknownPipe { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "UnknownPipe", e.to_string())

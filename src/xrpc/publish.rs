@@ -56,8 +56,14 @@ pub async fn handle(
         text: input.item.text.as_deref(),
         url: input.item.url.as_deref(),
     };
-    let outcome =
-        distribute::publish(&state.store, &caller.did, &input.community, &input.pipe, item).await;
+    let outcome = distribute::publish(
+        &state.store,
+        &caller.did,
+        &input.community,
+        &input.pipe,
+        item,
+    )
+    .await;
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -80,11 +86,17 @@ pub async fn handle(
 fn validate(input: &Input) -> Result<(), XrpcError> {
     let bad = |m: String| Err(XrpcError::invalid_request(m));
     if !is_did(&input.community) {
-        return bad(format!("community must be a DID, got {:?}", input.community));
+        return bad(format!(
+            "community must be a DID, got {:?}",
+            input.community
+        ));
     }
     let pipe_ok = !input.pipe.is_empty()
         && input.pipe.len() <= MAX_PIPE
-        && input.pipe.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && input
+            .pipe
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !pipe_ok {
         return bad(format!(
             "pipe must be 1–{MAX_PIPE} letters, digits, '-' or '_', got {:?}",
@@ -98,12 +110,17 @@ fn validate(input: &Input) -> Result<(), XrpcError> {
     if item.title.trim().is_empty() || item.title.chars().count() > MAX_TITLE {
         return bad(format!("item.title must be 1–{MAX_TITLE} characters"));
     }
-    if item.text.as_ref().is_some_and(|t| t.chars().count() > MAX_TEXT) {
+    if item
+        .text
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > MAX_TEXT)
+    {
         return bad(format!("item.text must be at most {MAX_TEXT} characters"));
     }
     if let Some(u) = &item.url {
         let parsed = url::Url::parse(u);
-        if u.len() > MAX_URL || !matches!(parsed.as_ref().map(|u| u.scheme()), Ok("http" | "https")) {
+        if u.len() > MAX_URL || !matches!(parsed.as_ref().map(|u| u.scheme()), Ok("http" | "https"))
+        {
             return bad("item.url must be an http(s) URL".into());
         }
     }

@@ -23,7 +23,10 @@ pub async fn handle(
 ) -> Result<StatusCode, XrpcError> {
     let caller = authenticate(&state, &headers, NSID).await?;
     let seen_at = parse_datetime(&input.seen_at).ok_or_else(|| {
-        XrpcError::invalid_request(format!("seenAt is not an RFC 3339 datetime: {:?}", input.seen_at))
+        XrpcError::invalid_request(format!(
+            "seenAt is not an RFC 3339 datetime: {:?}",
+            input.seen_at
+        ))
     })?;
     state.store.update_seen(&caller.did, seen_at).await?;
     Ok(StatusCode::OK)

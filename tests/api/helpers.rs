@@ -64,9 +64,9 @@ pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> Stri
         Backend::Postgres => {
             let admin = postgres_admin_url();
             let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&admin)
-                .await
-                .expect("PostgreSQL must be reachable for the postgres tests (scripts/test starts it)");
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect(
+                "PostgreSQL must be reachable for the postgres tests (scripts/test starts it)",
+            );
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut conn)
                 .await
@@ -124,6 +124,13 @@ impl TestApp {
             .expect("app starts");
         self.base = format!("http://127.0.0.1:{}", app.port());
         self.app = Some(app);
+        for _ in 0..1_000 {
+            if self.jetstream.streaming() > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("herald never subscribed to the jetstream");
     }
 
     /// Stop the whole process-equivalent and start it again on the same database.
@@ -165,7 +172,14 @@ impl TestApp {
 
     pub async fn wait_for_cursor(&self, time_us: i64) {
         for _ in 0..1_000 {
-            if self.store().cursor(JETSTREAM_SOURCE).await.unwrap().unwrap_or(-1) >= time_us {
+            if self
+                .store()
+                .cursor(JETSTREAM_SOURCE)
+                .await
+                .unwrap()
+                .unwrap_or(-1)
+                >= time_us
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -178,8 +192,14 @@ impl TestApp {
         let mut record = json!({"name": "Riverside", "createdAt": "2026-11-21T10:00:00.000Z",
                                 "pipes": [{"id": "digest"}, {"id": "opportunity"}]});
         merge(&mut record, extra);
-        self.ingest([event::create(&community.did, COMMUNITY, "self", &tid(), record)])
-            .await;
+        self.ingest([event::create(
+            &community.did,
+            COMMUNITY,
+            "self",
+            &tid(),
+            record,
+        )])
+        .await;
     }
 
     /// Subscribe `member` to `community` with a record; returns the record key.
@@ -187,8 +207,14 @@ impl TestApp {
         let rkey = tid();
         let mut record = json!({"subject": community.did, "createdAt": "2026-11-21T10:00:00.000Z"});
         merge(&mut record, extra);
-        self.ingest([event::create(&member.did, SUBSCRIPTION, &rkey, &tid(), record)])
-            .await;
+        self.ingest([event::create(
+            &member.did,
+            SUBSCRIPTION,
+            &rkey,
+            &tid(),
+            record,
+        )])
+        .await;
         rkey
     }
 
@@ -200,7 +226,8 @@ impl TestApp {
         query: &[(&str, &str)],
     ) -> (StatusCode, Value) {
         let token = caller.map(|c| c.token(&self.service_did, nsid));
-        self.call_with_token(token.as_deref(), nsid, body, query).await
+        self.call_with_token(token.as_deref(), nsid, body, query)
+            .await
     }
 
     pub async fn call_with_token(
@@ -229,7 +256,13 @@ impl TestApp {
         (status, value)
     }
 
-    pub async fn publish(&self, caller: &Identity, community: &Identity, pipe: &str, item_id: &str) -> (StatusCode, Value) {
+    pub async fn publish(
+        &self,
+        caller: &Identity,
+        community: &Identity,
+        pipe: &str,
+        item_id: &str,
+    ) -> (StatusCode, Value) {
         self.call(
             Some(caller),
             "community.herald.publish",
@@ -243,7 +276,12 @@ impl TestApp {
     /// The item ids in `member`'s inbox, newest first.
     pub async fn inbox(&self, member: &Identity) -> Vec<String> {
         let (status, body) = self
-            .call(Some(member), "community.herald.listNotifications", None, &[("limit", "100")])
+            .call(
+                Some(member),
+                "community.herald.listNotifications",
+                None,
+                &[("limit", "100")],
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["notifications"]

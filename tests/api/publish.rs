@@ -62,7 +62,7 @@ on_both_backends! {
         app.subscribe(&alice, &community, json!({})).await;
         let (_, first) = app.publish(&community, &community, "digest", "weekly-47").await;
         let (status, second) = app.publish(&community, &community, "digest", "weekly-47").await;
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, StatusCode::OK, "{second}");
         assert_eq!(second["duplicate"], true);
         assert_eq!(second["id"], first["id"]);
         assert_eq!(second["recipients"], 1);
