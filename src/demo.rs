@@ -37,6 +37,14 @@ pub async fn run() -> anyhow::Result<()> {
     let service_did = settings.service_did.clone();
     let app = Application::build(settings, Roles::ALL).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
+    // Jetstream streams live events to a subscriber without a cursor: wait for Herald to be
+    // subscribed before writing any record.
+    for _ in 0..400 {
+        if jetstream.streaming() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     println!(
         "Herald is running at {base} (SQLite in {})",
         dir.path().display()
@@ -129,7 +137,8 @@ pub async fn run() -> anyhow::Result<()> {
             .unwrap_or_default();
         println!("\n{name}'s inbox: {} notification(s)", items.len());
         for item in items {
-            println!("  • [{}] {} — {}", item["pipe"], item["title"], item["url"]);
+            let field = |k: &str| item[k].as_str().unwrap_or_default().to_string();
+            println!("  • [{}] {} — {}", field("pipe"), field("title"), field("url"));
         }
     }
     if let Some(id) = answer["id"].as_str() {
