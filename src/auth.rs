@@ -41,7 +41,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ecdsa::signature::Signer;
 use serde::Deserialize;
 
-use crate::identity::{PublicKey, ResolveError, Resolver, is_valid_did};
+use crate::identity::{PublicKey, ResolveError, Resolver};
+use crate::model::is_did;
 
 /// Allowed clock difference between the issuer and us, applied to `exp` and `iat`. 30 s
 /// absorbs ordinary NTP drift while keeping a one-minute token (the reference default) from
@@ -356,7 +357,7 @@ fn issuer_did(iss: &str) -> Option<&str> {
             did
         }
     };
-    is_valid_did(did).then_some(did)
+    is_did(did).then_some(did)
 }
 
 fn unix_now() -> i64 {

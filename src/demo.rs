@@ -138,7 +138,12 @@ pub async fn run() -> anyhow::Result<()> {
         println!("\n{name}'s inbox: {} notification(s)", items.len());
         for item in items {
             let field = |k: &str| item[k].as_str().unwrap_or_default().to_string();
-            println!("  • [{}] {} — {}", field("pipe"), field("title"), field("url"));
+            println!(
+                "  • [{}] {} — {}",
+                field("pipe"),
+                field("title"),
+                field("url")
+            );
         }
     }
     if let Some(id) = answer["id"].as_str() {

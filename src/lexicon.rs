@@ -28,6 +28,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use crate::model::is_did;
 use include_dir::{Dir, include_dir};
 use serde_json::{Map, Value, json};
 use slices_lexicon::validation::field::object::ObjectValidator;
@@ -449,31 +450,6 @@ fn quote(value: &Value) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
     }
-}
-
-/// ATProto DID syntax: `did:` method (lowercase letters) `:` identifier, at most 2 KiB,
-/// i.e. `^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$`.
-fn is_did(value: &str) -> bool {
-    /// Longest DID the ATProto specification allows.
-    const DID_MAX_BYTES: usize = 2048;
-    if value.len() > DID_MAX_BYTES {
-        return false;
-    }
-    let Some(rest) = value.strip_prefix("did:") else {
-        return false;
-    };
-    let Some((method, identifier)) = rest.split_once(':') else {
-        return false;
-    };
-    !method.is_empty()
-        && method.bytes().all(|b| b.is_ascii_lowercase())
-        && identifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:%-".contains(&b))
-        && identifier
-            .bytes()
-            .last()
-            .is_some_and(|b| b != b':' && b != b'%')
 }
 
 /// ATProto datetime syntax: RFC 3339 with an uppercase `T`, seconds, optional fraction and a

@@ -206,20 +206,32 @@ fn parse<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T,
     T::deserialize(value).map_err(|e| e.to_string())
 }
 
-/// Syntax check for a DID (`did:<method>:<id>`), as the ATProto DID spec restricts it.
+/// Longest DID ATProto allows.
+const MAX_DID_LEN: usize = 2048;
+
+/// Whether `s` is a syntactically valid DID under ATProto's rules: `did:`, a lowercase method,
+/// `:`, then an identifier of `[A-Za-z0-9._:%-]` that does not end in `:` or `%`; at most
+/// 2 KiB. Says nothing about whether the method is supported or the DID exists. The one DID
+/// syntax check in Herald: ingest, lexicon validation, identity and XRPC all use it.
 pub fn is_did(s: &str) -> bool {
-    let mut parts = s.splitn(3, ':');
-    let (Some("did"), Some(method), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+    if s.len() > MAX_DID_LEN {
+        return false;
+    }
+    let Some(rest) = s.strip_prefix("did:") else {
         return false;
     };
-    s.len() <= 2048
-        && !method.is_empty()
-        && method.bytes().all(|b| b.is_ascii_lowercase())
-        && !id.is_empty()
-        && !id.ends_with(':')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:%-".contains(&b))
+    let Some((method, id)) = rest.split_once(':') else {
+        return false;
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_lowercase()) {
+        return false;
+    }
+    let Some(last) = id.bytes().last() else {
+        return false;
+    };
+    id.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'%' | b'-'))
+        && !matches!(last, b':' | b'%')
 }
 
 #[cfg(test)]

@@ -5,40 +5,13 @@
 use url::Url;
 
 use super::ResolveError;
-
-/// ATProto caps DIDs at 2 KiB; anything longer is rejected before we look at it further.
-const MAX_DID_LEN: usize = 2048;
+use crate::model::is_did;
 
 /// A `did:plc` identifier is always 24 characters of lowercase base32 (RFC 4648 alphabet).
 const PLC_ID_LEN: usize = 24;
 
 /// Path of a `did:web` document on its host (the only `did:web` form ATProto supports).
 const DID_WEB_DOCUMENT_PATH: &str = "/.well-known/did.json";
-
-/// Whether `s` is a syntactically valid DID under ATProto's rules: `did:`, a lowercase method,
-/// `:`, then an identifier of `[A-Za-z0-9._:%-]` that does not end in `:` or `%`; at most 2 KiB.
-///
-/// This says nothing about whether the method is supported or the DID exists.
-pub fn is_valid_did(s: &str) -> bool {
-    if s.len() > MAX_DID_LEN {
-        return false;
-    }
-    let Some(rest) = s.strip_prefix("did:") else {
-        return false;
-    };
-    let Some((method, id)) = rest.split_once(':') else {
-        return false;
-    };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_lowercase()) {
-        return false;
-    }
-    let Some(last) = id.bytes().last() else {
-        return false;
-    };
-    id.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'%' | b'-'))
-        && !matches!(last, b':' | b'%')
-}
 
 /// The URL whose body is `did`'s document: `{plc_url}/{did}` for `did:plc`,
 /// `https://host[:port]/.well-known/did.json` for `did:web` (plain `http` for `localhost` and
@@ -47,7 +20,7 @@ pub fn is_valid_did(s: &str) -> bool {
 /// Rejects malformed DIDs, unsupported methods and `did:web` paths with
 /// [`ResolveError::InvalidDid`].
 pub(crate) fn document_url(did: &str, plc_url: &Url) -> Result<Url, ResolveError> {
-    if !is_valid_did(did) {
+    if !is_did(did) {
         return Err(invalid(did, "malformed DID"));
     }
     if let Some(id) = did.strip_prefix("did:plc:") {
@@ -160,7 +133,7 @@ mod tests {
             "did:key:zQ3shZc2QzApp2oymGvQbzP8eKheVshBHbU4ZYjeXqwSKEn6N",
             long.as_str(),
         ] {
-            assert!(is_valid_did(did), "{did} should be valid");
+            assert!(is_did(did), "{did} should be valid");
         }
     }
 
@@ -186,7 +159,7 @@ mod tests {
             "did:method:val#two",
             too_long.as_str(),
         ] {
-            assert!(!is_valid_did(did), "{did} should be invalid");
+            assert!(!is_did(did), "{did} should be invalid");
         }
     }
 

@@ -24,7 +24,6 @@ mod resolver;
 #[cfg(test)]
 pub(crate) mod test_plc;
 
-pub use did::is_valid_did;
 pub use document::{DidDocument, Service, VerificationMethod};
 pub use key::{KeyError, PublicKey, SignatureError, parse_did_key};
 pub use resolver::{ResolveError, Resolver, ResolverConfig};
