@@ -1,0 +1,89 @@
+//! The `herald` binary itself: configuration from the environment and a TOML file, and
+//! `herald migrate` creating the embedded SQLite database with its folders.
+
+use std::process::Command;
+
+fn herald() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    // Start from a clean slate: no HERALD_* from the developer's shell.
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("HERALD_")) {
+        command.env_remove(key);
+    }
+    command
+}
+
+#[test]
+fn migrate_creates_the_sqlite_database_and_its_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nested/folder/herald.db");
+    let out = herald()
+        .arg("migrate")
+        .env("HERALD_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(db.is_file());
+}
+
+#[test]
+fn an_unknown_herald_variable_is_refused_by_name() {
+    let out = herald()
+        .arg("migrate")
+        .env("HERALD_DATABSE_URL", "sqlite://typo.db")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HERALD_DATABSE_URL"), "{stderr}");
+}
+
+#[test]
+fn a_toml_file_configures_the_same_keys_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_file = dir.path().join("from-file.db");
+    let from_env = dir.path().join("from-env.db");
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "HERALD_DATABASE_URL = \"sqlite://{}\"\n",
+            from_file.display()
+        ),
+    )
+    .unwrap();
+    let out = herald()
+        .args(["--config", config.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(from_file.is_file());
+
+    let out = herald()
+        .args(["--config", config.to_str().unwrap(), "migrate"])
+        .env(
+            "HERALD_DATABASE_URL",
+            format!("sqlite://{}", from_env.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(from_env.is_file());
+
+    std::fs::write(&config, "database_url = \"sqlite://x.db\"\n").unwrap();
+    let out = herald()
+        .args(["--config", config.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "unknown keys in the file are an error too"
+    );
+}
