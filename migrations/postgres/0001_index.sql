@@ -92,13 +92,14 @@ CREATE TABLE publications (
 
 -- The in-app inbox: one narrow row per (member, publication); the item itself lives once in
 -- `publications`, so a fan-out to 100,000 members writes 100,000 small rows.
+-- Keyed in the order the inbox is read (a member's rows by time), so one b-tree serves both
+-- the fan-out's inserts and listing; a publication reaches a member once by construction.
 CREATE TABLE notifications (
     recipient       TEXT NOT NULL,
-    publication_id  TEXT NOT NULL,
     indexed_at      BIGINT NOT NULL,
-    PRIMARY KEY (recipient, publication_id)
+    publication_id  TEXT NOT NULL,
+    PRIMARY KEY (recipient, indexed_at, publication_id)
 );
-CREATE INDEX notifications_by_time ON notifications (recipient, indexed_at, publication_id);
 
 CREATE TABLE notification_seen (
     did         TEXT PRIMARY KEY,

@@ -1,9 +1,11 @@
 //! Index writes from ingest: record upserts ordered by `rev`, deletions, account status, and the
 //! ingest cursor — all of one batch in one transaction.
 
-use sqlx::{Any, Transaction};
+use std::collections::HashMap;
 
-use super::{StorageError, Store, now_micros};
+use sqlx::{Any, Row, Transaction};
+
+use super::{StorageError, Store, now_micros, values_placeholders};
 use crate::model::{CommunityRecord, PreferencesRecord, Record, SubscriptionRecord, Visibility};
 
 /// One change to the index, already validated and typed by ingest.
@@ -42,62 +44,61 @@ pub struct ApplyStats {
 
 impl Store {
     /// Apply a batch of index changes and move `source`'s cursor, atomically.
+    ///
+    /// Within a batch only the newest `rev` per record key is written — the same outcome as
+    /// applying every event in turn, since older revs lose anyway — which lets records and
+    /// their derived rows be written with one multi-row statement per chunk instead of one
+    /// statement per event. Account changes are applied after the records, in order.
     pub async fn apply_batch(
         &self,
         ops: &[IndexOp],
         cursor: Option<(&str, i64)>,
     ) -> Result<ApplyStats, StorageError> {
-        let mut tx = self.begin_write().await?;
-        let mut stats = ApplyStats::default();
+        let mut newest: HashMap<(&str, &str, &str), usize> = HashMap::new();
+        let mut accounts = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            match record_key(op) {
+                Some((key, rev)) => {
+                    let superseded = newest
+                        .get(&key)
+                        .is_some_and(|&j| record_key(&ops[j]).is_some_and(|(_, r)| r > rev));
+                    if !superseded {
+                        newest.insert(key, i);
+                    }
+                }
+                None => accounts.push(op),
+            }
+        }
+        let mut records: Vec<usize> = newest.into_values().collect();
+        records.sort_unstable();
+        let mut stats = ApplyStats {
+            applied: 0,
+            unchanged: (ops.len() - accounts.len() - records.len()) as u64,
+        };
+
         let now = now_micros();
-        for op in ops {
-            let changed = match op {
-                IndexOp::Put {
-                    did,
-                    collection,
-                    rkey,
-                    rev,
-                    cid,
-                    record,
-                    body,
-                } => {
-                    let won = upsert_record(
-                        &mut tx,
-                        (did, collection, rkey, rev),
-                        cid.as_deref(),
-                        Some(body),
-                        now,
-                    )
-                    .await?;
-                    if won {
-                        put_derived(&mut tx, did, rkey, record).await?;
-                    }
-                    won
+        let mut tx = self.begin_write().await?;
+        for chunk in records.chunks(RECORD_CHUNK) {
+            let chunk: Vec<&IndexOp> = chunk.iter().map(|&i| &ops[i]).collect();
+            let won = upsert_records(&mut tx, &chunk, now).await?;
+            stats.applied += won.len() as u64;
+            stats.unchanged += (chunk.len() - won.len()) as u64;
+            let winners: Vec<&IndexOp> = won.into_iter().map(|i| chunk[i]).collect();
+            apply_derived(&mut tx, &winners).await?;
+        }
+        for op in accounts {
+            if let IndexOp::Account {
+                did,
+                active,
+                status,
+                seq,
+            } = op
+            {
+                if set_account(&mut tx, did, *active, status.as_deref(), *seq, now).await? {
+                    stats.applied += 1;
+                } else {
+                    stats.unchanged += 1;
                 }
-                IndexOp::Delete {
-                    did,
-                    collection,
-                    rkey,
-                    rev,
-                } => {
-                    let won = upsert_record(&mut tx, (did, collection, rkey, rev), None, None, now)
-                        .await?;
-                    if won {
-                        delete_derived(&mut tx, did, collection, rkey).await?;
-                    }
-                    won
-                }
-                IndexOp::Account {
-                    did,
-                    active,
-                    status,
-                    seq,
-                } => set_account(&mut tx, did, *active, status.as_deref(), *seq, now).await?,
-            };
-            if changed {
-                stats.applied += 1;
-            } else {
-                stats.unchanged += 1;
             }
         }
         if let Some((source, position)) = cursor {
@@ -157,34 +158,156 @@ impl Store {
     }
 }
 
-/// Insert or replace a record (or its tombstone when `body` is `None`) unless the stored row
-/// carries a newer or equal `rev`. Returns whether this write won.
-async fn upsert_record(
+/// Rows per multi-row record upsert (8 columns each: far below both backends' bind limits).
+const RECORD_CHUNK: usize = 500;
+
+type RecordKey<'a> = (&'a str, &'a str, &'a str);
+
+/// (did, collection, rkey) and rev of a record operation; `None` for account changes.
+fn record_key(op: &IndexOp) -> Option<(RecordKey<'_>, &str)> {
+    match op {
+        IndexOp::Put {
+            did,
+            collection,
+            rkey,
+            rev,
+            ..
+        }
+        | IndexOp::Delete {
+            did,
+            collection,
+            rkey,
+            rev,
+        } => Some(((did, collection, rkey), rev)),
+        IndexOp::Account { .. } => None,
+    }
+}
+
+/// Insert or replace records (tombstones for deletes) unless the stored row carries a newer
+/// or equal `rev`. Returns the positions in `ops` whose write won. Keys must be unique within
+/// `ops` (PostgreSQL refuses to upsert one row twice in a statement).
+async fn upsert_records(
     tx: &mut Transaction<'static, Any>,
-    (did, collection, rkey, rev): (&str, &str, &str, &str),
-    cid: Option<&str>,
-    body: Option<&str>,
+    ops: &[&IndexOp],
     now: i64,
-) -> Result<bool, StorageError> {
-    let row: Option<i64> = sqlx::query_scalar(
+) -> Result<Vec<usize>, StorageError> {
+    if ops.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
         "INSERT INTO records (did, collection, rkey, rev, cid, deleted, body, indexed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         VALUES {} \
          ON CONFLICT (did, collection, rkey) DO UPDATE SET rev = excluded.rev, cid = excluded.cid, \
          deleted = excluded.deleted, body = excluded.body, indexed_at = excluded.indexed_at \
          WHERE excluded.rev > records.rev \
-         RETURNING deleted",
-    )
-    .bind(did)
-    .bind(collection)
-    .bind(rkey)
-    .bind(rev)
-    .bind(cid)
-    .bind(i64::from(body.is_none()))
-    .bind(body)
-    .bind(now)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.is_some())
+         RETURNING did, collection, rkey",
+        values_placeholders(ops.len(), 8)
+    );
+    let mut query = sqlx::query(&sql);
+    for op in ops {
+        let (cid, body) = match op {
+            IndexOp::Put { cid, body, .. } => (cid.as_deref(), Some(body.as_str())),
+            _ => (None, None),
+        };
+        let ((did, collection, rkey), rev) = record_key(op).ok_or_else(|| {
+            StorageError::Corrupt("account change among record writes".into())
+        })?;
+        query = query
+            .bind(did)
+            .bind(collection)
+            .bind(rkey)
+            .bind(rev)
+            .bind(cid)
+            .bind(i64::from(body.is_none()))
+            .bind(body)
+            .bind(now);
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
+    let position: HashMap<RecordKey<'_>, usize> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| record_key(op).map(|(key, _)| (key, i)))
+        .collect();
+    let mut won = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (did, collection, rkey): (&str, &str, &str) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if let Some(&i) = position.get(&(did, collection, rkey)) {
+            won.push(i);
+        }
+    }
+    won.sort_unstable();
+    Ok(won)
+}
+
+/// Bring the derived tables in line with records whose write won: subscriptions and
+/// preferences in multi-row upserts, the rarer communities and deletions one by one.
+async fn apply_derived(
+    tx: &mut Transaction<'static, Any>,
+    winners: &[&IndexOp],
+) -> Result<(), StorageError> {
+    let mut subscriptions = Vec::new();
+    let mut preferences = Vec::new();
+    for op in winners {
+        match op {
+            IndexOp::Put {
+                did,
+                rkey,
+                record: Record::Subscription(s),
+                ..
+            } => subscriptions.push((did.as_str(), rkey.as_str(), s)),
+            IndexOp::Put {
+                did,
+                record: Record::Preferences(p),
+                ..
+            } => preferences.push((did.as_str(), p)),
+            IndexOp::Put {
+                did, rkey, record, ..
+            } => put_derived(tx, did, rkey, record).await?,
+            IndexOp::Delete {
+                did,
+                collection,
+                rkey,
+                ..
+            } => delete_derived(tx, did, collection, rkey).await?,
+            IndexOp::Account { .. } => {}
+        }
+    }
+    for chunk in subscriptions.chunks(RECORD_CHUNK) {
+        let sql = format!(
+            "INSERT INTO subscriptions (did, rkey, subject, muted, routes) VALUES {} \
+             ON CONFLICT (did, rkey) DO UPDATE SET subject = excluded.subject, \
+             muted = excluded.muted, routes = excluded.routes",
+            values_placeholders(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for (did, rkey, s) in chunk {
+            query = query
+                .bind(*did)
+                .bind(*rkey)
+                .bind(&s.subject)
+                .bind(i64::from(s.muted))
+                .bind(to_json(&s.routes)?);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    for chunk in preferences.chunks(RECORD_CHUNK) {
+        let sql = format!(
+            "INSERT INTO preferences (did, default_routes, paused_all) VALUES {} \
+             ON CONFLICT (did) DO UPDATE SET default_routes = excluded.default_routes, \
+             paused_all = excluded.paused_all",
+            values_placeholders(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(&sql);
+        for (did, p) in chunk {
+            query = query
+                .bind(*did)
+                .bind(to_json(&p.default_routes)?)
+                .bind(i64::from(p.paused_all));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 async fn put_derived(

@@ -146,6 +146,10 @@ impl Store {
     }
 }
 
+/// Page cache per SQLite connection: 16 MiB keeps a large fan-out's b-tree pages in memory
+/// (the default 2 MiB thrashes at 100,000 rows) while staying far below the memory budget.
+const SQLITE_CACHE_KIB: u32 = 16 * 1024;
+
 /// Per-connection SQLite settings: WAL so readers never block the writer, NORMAL sync (safe
 /// with WAL: a crash loses at most the last commits, never corrupts), a busy timeout.
 fn sqlite_pragmas(
@@ -156,7 +160,8 @@ fn sqlite_pragmas(
         conn.execute(
             format!(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;"
+                 PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; \
+                 PRAGMA cache_size = -{SQLITE_CACHE_KIB};"
             )
             .as_str(),
         )
