@@ -102,6 +102,9 @@ async fn serve_jetstream() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let n = event_count();
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--serve-jetstream")

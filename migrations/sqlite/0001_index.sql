@@ -23,7 +23,7 @@ CREATE TABLE records (
     body        TEXT,
     indexed_at  BIGINT NOT NULL,
     PRIMARY KEY (did, collection, rkey)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE subscriptions (
     did         TEXT NOT NULL,
@@ -32,7 +32,7 @@ CREATE TABLE subscriptions (
     muted       BIGINT NOT NULL DEFAULT 0 CHECK (muted IN (0, 1)),
     routes      TEXT NOT NULL,
     PRIMARY KEY (did, rkey)
-);
+) WITHOUT ROWID;
 CREATE INDEX subscriptions_by_subject ON subscriptions (subject, did, rkey);
 
 CREATE TABLE preferences (

@@ -209,13 +209,23 @@ async fn index_frames(
             .with_jitter()
             .without_max_times()
             .build();
+        let started = std::time::Instant::now();
         loop {
             match ingest
                 .store
                 .apply_batch(&ops, cursor.map(|c| (JETSTREAM_SOURCE, c)))
                 .await
             {
-                Ok(_) => break,
+                Ok(stats) => {
+                    tracing::debug!(
+                        frames = buffer.len(),
+                        applied = stats.applied,
+                        unchanged = stats.unchanged,
+                        micros = started.elapsed().as_micros() as u64,
+                        "indexed batch"
+                    );
+                    break;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, events = ops.len(), "cannot index batch; retrying");
                     let delay = delays.next().unwrap_or(BACKOFF_MAX);

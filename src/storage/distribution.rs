@@ -9,6 +9,7 @@ use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use super::{StorageError, Store, now_micros, values_placeholders};
 use crate::model::{Channel, MemberFacts, PipeDecl, Route, Visibility};
+use crate::settings::Backend;
 
 /// A community as the index knows it.
 #[derive(Debug, Clone)]
@@ -210,17 +211,17 @@ impl Store {
                     }
                 }
                 if inbox_rows.len() >= INSERT_CHUNK {
-                    insert_inbox(&mut tx, &id, &inbox_rows, now).await?;
+                    insert_inbox(&mut tx, self.backend, &id, &inbox_rows, now).await?;
                     inbox_rows.clear();
                 }
                 if outbox_rows.len() >= INSERT_CHUNK {
-                    insert_outbox(&mut tx, &id, &outbox_rows, now).await?;
+                    insert_outbox(&mut tx, self.backend, &id, &outbox_rows, now).await?;
                     outbox_rows.clear();
                 }
             }
         }
-        insert_inbox(&mut tx, &id, &inbox_rows, now).await?;
-        insert_outbox(&mut tx, &id, &outbox_rows, now).await?;
+        insert_inbox(&mut tx, self.backend, &id, &inbox_rows, now).await?;
+        insert_outbox(&mut tx, self.backend, &id, &outbox_rows, now).await?;
         sqlx::query("UPDATE publications SET recipients = $1 WHERE id = $2")
             .bind(recipients)
             .bind(&id)
@@ -254,6 +255,7 @@ impl Store {
 
 async fn insert_inbox(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     publication_id: &str,
     recipients: &[String],
     now: i64,
@@ -262,7 +264,7 @@ async fn insert_inbox(
         let sql = format!(
             "INSERT INTO notifications (recipient, publication_id, indexed_at) VALUES {} \
              ON CONFLICT DO NOTHING",
-            values_placeholders(chunk.len(), 3)
+            values_placeholders(backend, chunk.len(), 3)
         );
         let mut query = sqlx::query(&sql);
         for did in chunk {
@@ -275,6 +277,7 @@ async fn insert_inbox(
 
 async fn insert_outbox(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     publication_id: &str,
     rows: &[(String, Channel)],
     now: i64,
@@ -283,7 +286,7 @@ async fn insert_outbox(
         let sql = format!(
             "INSERT INTO outbox (id, publication_id, recipient, channel, status, next_attempt_at, \
              created_at) VALUES {} ON CONFLICT DO NOTHING",
-            values_placeholders(chunk.len(), 7)
+            values_placeholders(backend, chunk.len(), 7)
         );
         let mut query = sqlx::query(&sql);
         for (did, channel) in chunk {

