@@ -11,6 +11,12 @@ pub fn peak_rss_mib() -> f64 {
     read_status_kib("VmHWM:") / 1024.0
 }
 
+/// Anonymous (heap and stack) part of the current RSS, in MiB: RSS without file pages, such
+/// as SQLite's memory-mapped database.
+pub fn rss_anon_mib() -> f64 {
+    read_status_kib("RssAnon:") / 1024.0
+}
+
 /// Current resident set size, in MiB.
 pub fn rss_mib() -> f64 {
     read_status_kib("VmRSS:") / 1024.0

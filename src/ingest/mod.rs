@@ -35,10 +35,11 @@ use event::{Parsed, parse};
 /// The cursor row's name for Jetstream.
 pub const JETSTREAM_SOURCE: &str = "jetstream";
 /// Frames handed from reader to indexer at most; bounds memory when the database lags.
-const CHANNEL_CAPACITY: usize = 8_192;
-/// Events applied per transaction at most: large enough to amortise the commit, small enough
-/// to keep SQLite's write lock short.
-const BATCH_EVENTS: usize = 2_000;
+const CHANNEL_CAPACITY: usize = 16_384;
+/// Events applied per transaction at most: large enough to amortise the commit and the pages
+/// a batch rewrites (records are keyed by DID, so writes land all over the b-tree), small
+/// enough to keep SQLite's write lock well under a second.
+const BATCH_EVENTS: usize = 8_000;
 /// Reconnect backoff: from 250 ms doubling to 30 s, with jitter so a fleet does not stampede.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);

@@ -154,6 +154,11 @@ const SQLITE_CACHE_KIB: u32 = 16 * 1024;
 /// the default 1,000 keeps checkpoint syncs off the hot path of bulk ingest.
 const SQLITE_CHECKPOINT_PAGES: u32 = 10_000;
 
+/// Memory-map up to 1 GiB of the database: page reads become memory reads instead of a
+/// syscall and a copy each (they were a third of ingest's time). Address space, not memory:
+/// the OS page cache backs it.
+const SQLITE_MMAP_BYTES: u64 = 1 << 30;
+
 /// Per-connection SQLite settings: WAL so readers never block the writer, NORMAL sync (safe
 /// with WAL: a crash loses at most the last commits, never corrupts), a busy timeout.
 fn sqlite_pragmas(
@@ -166,7 +171,8 @@ fn sqlite_pragmas(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                  PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; \
                  PRAGMA cache_size = -{SQLITE_CACHE_KIB}; \
-                 PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES};"
+                 PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}; \
+                 PRAGMA mmap_size = {SQLITE_MMAP_BYTES};"
             )
             .as_str(),
         )
