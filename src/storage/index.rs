@@ -70,8 +70,10 @@ impl Store {
                 None => accounts.push(op),
             }
         }
-        let mut records: Vec<usize> = newest.into_values().collect();
+        // In key order: consecutive rows then land on the same or neighbouring b-tree pages.
+        let mut records: Vec<((&str, &str, &str), usize)> = newest.into_iter().collect();
         records.sort_unstable();
+        let records: Vec<usize> = records.into_iter().map(|(_, i)| i).collect();
         let mut stats = ApplyStats {
             applied: 0,
             unchanged: (ops.len() - accounts.len() - records.len()) as u64,
