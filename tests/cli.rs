@@ -12,15 +12,20 @@ fn herald() -> Command {
     command
 }
 
+fn migrate(extra: &[&str], database: Option<&std::path::Path>) -> std::process::Output {
+    let mut command = herald();
+    command.args(extra).arg("migrate");
+    if let Some(db) = database {
+        command.env("HERALD_DATABASE_URL", format!("sqlite://{}", db.display()));
+    }
+    command.output().unwrap()
+}
+
 #[test]
 fn migrate_creates_the_sqlite_database_and_its_folders() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nested/folder/herald.db");
-    let out = herald()
-        .arg("migrate")
-        .env("HERALD_DATABASE_URL", format!("sqlite://{}", db.display()))
-        .output()
-        .unwrap();
+    let out = migrate(&[], Some(&db));
     assert!(
         out.status.success(),
         "{}",
@@ -55,10 +60,8 @@ fn a_toml_file_configures_the_same_keys_and_the_environment_wins() {
         ),
     )
     .unwrap();
-    let out = herald()
-        .args(["--config", config.to_str().unwrap(), "migrate"])
-        .output()
-        .unwrap();
+    let with_file = ["--config", config.to_str().unwrap()];
+    let out = migrate(&with_file, None);
     assert!(
         out.status.success(),
         "{}",
@@ -66,22 +69,12 @@ fn a_toml_file_configures_the_same_keys_and_the_environment_wins() {
     );
     assert!(from_file.is_file());
 
-    let out = herald()
-        .args(["--config", config.to_str().unwrap(), "migrate"])
-        .env(
-            "HERALD_DATABASE_URL",
-            format!("sqlite://{}", from_env.display()),
-        )
-        .output()
-        .unwrap();
+    let out = migrate(&with_file, Some(&from_env));
     assert!(out.status.success());
     assert!(from_env.is_file());
 
     std::fs::write(&config, "database_url = \"sqlite://x.db\"\n").unwrap();
-    let out = herald()
-        .args(["--config", config.to_str().unwrap(), "migrate"])
-        .output()
-        .unwrap();
+    let out = migrate(&with_file, None);
     assert!(
         !out.status.success(),
         "unknown keys in the file are an error too"

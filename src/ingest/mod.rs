@@ -55,8 +55,8 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Run until `shutdown` is cancelled. Errors from upstream never end this; only a broken
-    /// database does (the indexer cannot make progress without it).
+    /// Run until `shutdown` is cancelled. Nothing from upstream ends this, and failed writes
+    /// are retried; only failing to read the starting cursor is an error.
     pub async fn run(
         self,
         shutdown: CancellationToken,
@@ -82,11 +82,11 @@ impl Ingest {
             self.resolver.clone(),
             self.metrics.clone(),
         ));
-        let result = index_frames(&self, parsed_rx, committed, shutdown.clone()).await;
+        index_frames(&self, parsed_rx, committed, shutdown.clone()).await;
         shutdown.cancel();
         let _ = reader.await;
         let _ = parser.await;
-        result
+        Ok(())
     }
 }
 
@@ -217,17 +217,17 @@ async fn index_frames(
     mut parsed: mpsc::Receiver<ParsedFrame>,
     committed: Arc<AtomicI64>,
     shutdown: CancellationToken,
-) -> Result<(), crate::storage::StorageError> {
+) {
     let mut buffer = Vec::with_capacity(BATCH_EVENTS);
     let mut ops = Vec::with_capacity(BATCH_EVENTS);
     loop {
         buffer.clear();
         let received = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => return,
             n = parsed.recv_many(&mut buffer, BATCH_EVENTS) => n,
         };
         if received == 0 {
-            return Ok(());
+            return;
         }
         ops.clear();
         let mut cursor = None;
@@ -266,7 +266,7 @@ async fn index_frames(
                     tracing::error!(error = %e, events = ops.len(), "cannot index batch; retrying");
                     let delay = delays.next().unwrap_or(BACKOFF_MAX);
                     tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }

@@ -37,14 +37,6 @@ pub struct PublicationOutcome {
     pub duplicate: bool,
 }
 
-/// Raw subscriber rows come back in (did, rkey) order; several rows can belong to one member.
-#[derive(Debug, Clone)]
-pub struct RecipientRow {
-    pub did: String,
-    pub rkey: String,
-    pub facts: MemberFacts,
-}
-
 /// A page of complete members and the cursor to continue after, if any.
 #[derive(Debug, Clone)]
 pub struct SubscriberPage {
@@ -372,17 +364,15 @@ impl MemberPager {
         }
         let mut complete = Vec::new();
         for row in &rows {
-            let row = decode_row(row)?;
-            self.after = Some((row.did.clone(), Some(row.rkey.clone())));
+            let (rkey, facts) = decode_row(row)?;
+            self.after = Some((facts.did.clone(), Some(rkey)));
             match &mut self.pending {
-                Some(member) if member.did == row.did => {
-                    member.muted |= row.facts.muted;
-                    member
-                        .subscription_routes
-                        .extend(row.facts.subscription_routes);
+                Some(member) if member.did == facts.did => {
+                    member.muted |= facts.muted;
+                    member.subscription_routes.extend(facts.subscription_routes);
                 }
                 _ => {
-                    if let Some(done) = self.pending.replace(row.facts) {
+                    if let Some(done) = self.pending.replace(facts) {
                         complete.push(done);
                     }
                 }
@@ -398,28 +388,25 @@ impl MemberPager {
     }
 }
 
-fn decode_row(row: &AnyRow) -> Result<RecipientRow, StorageError> {
+/// One subscriber row: its record key (for the keyset) and the member facts it carries.
+fn decode_row(row: &AnyRow) -> Result<(String, MemberFacts), StorageError> {
     let routes: String = row.try_get("routes")?;
     let defaults: Option<String> = row.try_get("default_routes")?;
     let parse = |s: &str| -> Result<Vec<Route>, StorageError> {
         serde_json::from_str(s).map_err(|e| StorageError::Corrupt(format!("routes: {e}")))
     };
-    let did: String = row.try_get("did")?;
-    Ok(RecipientRow {
-        rkey: row.try_get("rkey")?,
-        facts: MemberFacts {
-            did: did.clone(),
-            active: row.try_get::<Option<i64>, _>("active")?.unwrap_or(1) == 1,
-            paused_all: row.try_get::<Option<i64>, _>("paused_all")?.unwrap_or(0) == 1,
-            muted: row.try_get::<i64, _>("muted")? == 1,
-            admitted: row.try_get::<i64, _>("admitted")? == 1,
-            subscription_routes: vec![parse(&routes)?],
-            default_routes: defaults
-                .as_deref()
-                .map(parse)
-                .transpose()?
-                .unwrap_or_default(),
-        },
-        did,
-    })
+    let facts = MemberFacts {
+        did: row.try_get("did")?,
+        active: row.try_get::<Option<i64>, _>("active")?.unwrap_or(1) == 1,
+        paused_all: row.try_get::<Option<i64>, _>("paused_all")?.unwrap_or(0) == 1,
+        muted: row.try_get::<i64, _>("muted")? == 1,
+        admitted: row.try_get::<i64, _>("admitted")? == 1,
+        subscription_routes: vec![parse(&routes)?],
+        default_routes: defaults
+            .as_deref()
+            .map(parse)
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    Ok((row.try_get("rkey")?, facts))
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::{Any, Row, Transaction};
 
 use super::{StorageError, Store, now_micros, values_placeholders};
-use crate::model::{CommunityRecord, PreferencesRecord, Record, SubscriptionRecord, Visibility};
+use crate::model::{CommunityRecord, Record, Visibility};
 use crate::settings::Backend;
 
 /// One change to the index, already validated and typed by ingest.
@@ -266,8 +266,10 @@ async fn apply_derived(
                 ..
             } => preferences.push((did.as_str(), p)),
             IndexOp::Put {
-                did, rkey, record, ..
-            } => put_derived(tx, did, rkey, record).await?,
+                did,
+                record: Record::Community(c),
+                ..
+            } => put_community(tx, did, c).await?,
             IndexOp::Delete {
                 did,
                 collection,
@@ -314,85 +316,48 @@ async fn apply_derived(
     Ok(())
 }
 
-async fn put_derived(
+/// A community's row and its publisher and admin roles, replaced as a whole.
+async fn put_community(
     tx: &mut Transaction<'static, Any>,
     did: &str,
-    rkey: &str,
-    record: &Record,
+    community: &CommunityRecord,
 ) -> Result<(), StorageError> {
-    match record {
-        Record::Subscription(SubscriptionRecord {
-            subject,
-            routes,
-            muted,
-            ..
-        }) => {
-            sqlx::query(
-                "INSERT INTO subscriptions (did, rkey, subject, muted, routes) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (did, rkey) DO UPDATE SET \
-                 subject = excluded.subject, muted = excluded.muted, routes = excluded.routes",
-            )
-            .bind(did)
-            .bind(rkey)
-            .bind(subject)
-            .bind(i64::from(*muted))
-            .bind(to_json(routes)?)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Record::Preferences(PreferencesRecord {
-            default_routes,
-            paused_all,
-        }) => {
-            sqlx::query(
-                "INSERT INTO preferences (did, default_routes, paused_all) \
-                 VALUES ($1, $2, $3) ON CONFLICT (did) DO UPDATE SET \
-                 default_routes = excluded.default_routes, paused_all = excluded.paused_all",
-            )
-            .bind(did)
-            .bind(to_json(default_routes)?)
-            .bind(i64::from(*paused_all))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Record::Community(CommunityRecord {
-            name,
-            pipes,
-            publishers,
-            admins,
-            visibility,
-        }) => {
-            sqlx::query(
-                "INSERT INTO communities (did, name, visibility, pipes) \
+    let CommunityRecord {
+        name,
+        pipes,
+        publishers,
+        admins,
+        visibility,
+    } = community;
+    sqlx::query(
+        "INSERT INTO communities (did, name, visibility, pipes) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (did) DO UPDATE SET \
                  name = excluded.name, visibility = excluded.visibility, pipes = excluded.pipes",
-            )
-            .bind(did)
-            .bind(name)
-            .bind(Visibility::parse(visibility.as_deref()).as_str())
-            .bind(to_json(pipes)?)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query("DELETE FROM community_roles WHERE community = $1")
-                .bind(did)
-                .execute(&mut **tx)
-                .await?;
-            let roles = publishers
-                .iter()
-                .map(|p| (p, "publisher"))
-                .chain(admins.iter().map(|a| (a, "admin")));
-            for (member, role) in roles {
-                sqlx::query(
-                    "INSERT INTO community_roles (community, did, role) VALUES ($1, $2, $3) \
+    )
+    .bind(did)
+    .bind(name)
+    .bind(Visibility::parse(visibility.as_deref()).as_str())
+    .bind(to_json(pipes)?)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM community_roles WHERE community = $1")
+        .bind(did)
+        .execute(&mut **tx)
+        .await?;
+    let roles = publishers
+        .iter()
+        .map(|p| (p, "publisher"))
+        .chain(admins.iter().map(|a| (a, "admin")));
+    for (member, role) in roles {
+        sqlx::query(
+            "INSERT INTO community_roles (community, did, role) VALUES ($1, $2, $3) \
                      ON CONFLICT DO NOTHING",
-                )
-                .bind(did)
-                .bind(member)
-                .bind(role)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
+        )
+        .bind(did)
+        .bind(member)
+        .bind(role)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

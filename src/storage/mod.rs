@@ -3,8 +3,9 @@
 //! Owns every SQL statement in Herald and the migrations in `migrations/{sqlite,postgres}`.
 //! One code path serves both backends through sqlx's `Any` driver: statements use `$N`
 //! placeholders, which both SQLite and PostgreSQL accept, and portable column types (TEXT,
-//! BIGINT; times are microseconds since the Unix epoch; flags are 0/1). Where the dialects
-//! differ, both versions sit side by side in the same function.
+//! BIGINT; times are microseconds since the Unix epoch; flags are 0/1). Multi-row inserts are
+//! the exception: their VALUES lists are generated per backend (see `values_placeholders`).
+//! Where the dialects differ, both versions sit side by side in the same function.
 //!
 //! SQLite allows one writer at a time, so on SQLite writes go through a single-connection
 //! pool (transactions start with `BEGIN IMMEDIATE`): writers queue in the pool instead of
@@ -22,7 +23,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use distribution::{NewPublication, PublicationOutcome, RecipientRow, SubscriberPage};
+pub use distribution::{CommunityInfo, NewPublication, PublicationOutcome, SubscriberPage};
 pub use inbox::NotificationRow;
 pub use index::{ApplyStats, IndexOp};
 
