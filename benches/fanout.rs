@@ -36,6 +36,14 @@ async fn run(members: usize) -> anyhow::Result<()> {
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let settings = common::settings(&[
         ("HERALD_DATABASE_URL", database_url),
+        (
+            "HERALD_VAULT_URL",
+            format!("sqlite://{}", dir.path().join("vault.db").display()),
+        ),
+        (
+            "HERALD_VAULT_KEY_FILE",
+            dir.path().join("vault.key").display().to_string(),
+        ),
         ("HERALD_LISTEN", "127.0.0.1:0".into()),
         ("HERALD_PLC_URL", plc.url().to_string()),
         ("HERALD_SERVICE_DID", "did:web:herald.bench".into()),

@@ -127,6 +127,14 @@ async fn run() -> anyhow::Result<()> {
 
     let settings = common::settings(&[
         ("HERALD_DATABASE_URL", database_url),
+        (
+            "HERALD_VAULT_URL",
+            format!("sqlite://{}", dir.path().join("vault.db").display()),
+        ),
+        (
+            "HERALD_VAULT_KEY_FILE",
+            dir.path().join("vault.key").display().to_string(),
+        ),
         ("HERALD_LISTEN", "127.0.0.1:0".into()),
         ("HERALD_JETSTREAM_URL", url),
     ]);

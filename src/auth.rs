@@ -270,6 +270,45 @@ impl ServiceAuth {
         })
     }
 
+    /// Verifies a JWT signed by its issuer's DID key (the same shape, time and signature
+    /// checks as a service-auth token, steps 2–5 and 8–11) and returns the issuer's DID and the
+    /// claims, for the caller to check what they assert. Audience and `lxm` are the caller's
+    /// business: a pre-validation assertion (seed 002) is such a token.
+    pub async fn verify_signed_claims(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(String, serde_json::Value), AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(POORLY_FORMATTED);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(POORLY_FORMATTED);
+        };
+        let header: Header = decode_json(header_b64)?;
+        if header.alg != "ES256K" && header.alg != "ES256" {
+            return Err(AuthError::BadJwt("jwt alg must be ES256K or ES256"));
+        }
+        let claims: serde_json::Value = decode_json(claims_b64)?;
+        let exp = claims["exp"].as_f64().ok_or(POORLY_FORMATTED)?;
+        if exp <= (now - CLOCK_SKEW_LEEWAY_SECS) as f64 {
+            return Err(AuthError::JwtExpired);
+        }
+        let iss = claims["iss"].as_str().ok_or(POORLY_FORMATTED)?;
+        let did = issuer_did(iss).ok_or(AuthError::BadJwtIss)?.to_owned();
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .map_err(|_| AuthError::BadJwtSignature("jwt signature is not base64url"))?;
+        check_signature_form(&header.alg, &signature)?;
+        let signing_input = &token[..header_b64.len() + 1 + claims_b64.len()];
+        self.check_signature(&did, &header.alg, signing_input.as_bytes(), &signature)
+            .await?;
+        Ok((did, claims))
+    }
+
     async fn check_signature(
         &self,
         did: &str,
@@ -360,7 +399,7 @@ fn issuer_did(iss: &str) -> Option<&str> {
     is_did(did).then_some(did)
 }
 
-fn unix_now() -> i64 {
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -446,6 +485,12 @@ pub fn mint_service_jwt(
         claims["lxm"] = lxm.into();
     }
     sign_jwt(key, &header, &claims)
+}
+
+/// A JWT carrying `claims`, signed by `key` (for pre-validation assertions in tests and demos).
+pub fn mint_jwt(key: &SigningKey, claims: &serde_json::Value) -> String {
+    let header = serde_json::json!({ "typ": "JWT", "alg": key.jwt_alg() });
+    sign_jwt(key, &header, claims)
 }
 
 fn sign_jwt(key: &SigningKey, header: &serde_json::Value, claims: &serde_json::Value) -> String {

@@ -25,6 +25,14 @@ pub async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_map(
         [
             ("HERALD_DATABASE_URL", format!("sqlite://{}", db.display())),
+            (
+                "HERALD_VAULT_URL",
+                format!("sqlite://{}", dir.path().join("vault.db").display()),
+            ),
+            (
+                "HERALD_VAULT_KEY_FILE",
+                dir.path().join("vault.key").display().to_string(),
+            ),
             ("HERALD_LISTEN", "127.0.0.1:0".to_string()),
             ("HERALD_JETSTREAM_URL", jetstream.url().to_string()),
             ("HERALD_PLC_URL", plc.url().to_string()),

@@ -12,7 +12,7 @@
 //! any channel adapter (delivery does): routing happens here, sending happens elsewhere.
 
 use crate::model::{Channel, MemberFacts, Visibility, route_for};
-use crate::storage::{NewPublication, PublicationOutcome, StorageError, Store};
+use crate::storage::{NewPublication, PublicationOutcome, StorageError, Store, VaultStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -36,6 +36,7 @@ pub struct Item<'a> {
 /// Publish `item` on `pipe` to `community` on behalf of `caller`.
 pub async fn publish(
     store: &Store,
+    vault: &VaultStore,
     caller: &str,
     community: &str,
     pipe: &str,
@@ -70,9 +71,12 @@ pub async fn publish(
     };
     let visibility = info.visibility;
     Ok(store
-        .publish(publication, |member| {
-            resolve_channels(member, visibility, pipe)
-        })
+        .publish(
+            publication,
+            vault,
+            |member| resolve_channels(member, visibility, pipe),
+            |pipes| standalone_receives(pipes, visibility, pipe),
+        )
         .await?)
 }
 
@@ -84,10 +88,18 @@ pub async fn publish(
 ///    for it, else `inbox` only — no external channel is on until the member turns it on;
 ///    an explicit empty channel list means "nothing for this pipe".
 ///
-/// Step 4 of DESIGN.md §3 (drop channels without a verified, unsuppressed contact) belongs to
-/// the contact vault, which this build does not have yet; external channels are queued in the
-/// outbox as pending, where the dispatcher will apply it.
+/// 4. minus every external channel without a verified, deliverable contact
+///    (`member.reachable`, from the vault); inbox and feed need none.
 pub fn resolve_channels(member: &MemberFacts, visibility: Visibility, pipe: &str) -> Vec<Channel> {
+    let mut channels = route_channels(member, visibility, pipe);
+    channels
+        .retain(|c| matches!(c, Channel::Inbox | Channel::Feed) || member.reachable.contains(c));
+    channels
+}
+
+/// Steps 1–3 only: the channels the member's records ask for. `getSubscribers` reports these,
+/// so a community never learns which contacts a member has verified.
+pub fn route_channels(member: &MemberFacts, visibility: Visibility, pipe: &str) -> Vec<Channel> {
     if !member.active || member.paused_all || member.muted {
         return Vec::new();
     }
@@ -115,6 +127,13 @@ pub fn resolve_channels(member: &MemberFacts, visibility: Visibility, pipe: &str
     channels
 }
 
+/// Step 5: an email-only subscriber receives `pipe` when their subscription names it (or names
+/// no pipe: everything). Private communities deliver only to admitted members, and an address
+/// without an account cannot be admitted, so it gets nothing there (fails closed).
+pub fn standalone_receives(pipes: &[String], visibility: Visibility, pipe: &str) -> bool {
+    visibility == Visibility::Public && (pipes.is_empty() || pipes.iter().any(|p| p == pipe))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,8 +144,33 @@ mod tests {
             did: "did:plc:m".into(),
             active: true,
             subscription_routes: vec![vec![]],
+            reachable: Channel::ALL.to_vec(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn channels_without_a_deliverable_contact_are_dropped_but_inbox_stays() {
+        let mut m = member();
+        m.subscription_routes = vec![vec![route("digest", &["inbox", "email", "sms", "feed"])]];
+        m.reachable = vec![Channel::Sms];
+        assert_eq!(
+            resolve_channels(&m, Visibility::Public, "digest"),
+            vec![Channel::Inbox, Channel::Sms, Channel::Feed]
+        );
+    }
+
+    #[test]
+    fn email_only_subscribers_get_their_pipes_in_public_communities_only() {
+        let digest = vec!["digest".to_string()];
+        assert!(standalone_receives(&digest, Visibility::Public, "digest"));
+        assert!(!standalone_receives(
+            &digest,
+            Visibility::Public,
+            "opportunity"
+        ));
+        assert!(standalone_receives(&[], Visibility::Public, "opportunity"));
+        assert!(!standalone_receives(&[], Visibility::Private, "digest"));
     }
 
     fn route(pipe: &str, channels: &[&str]) -> Route {

@@ -597,12 +597,19 @@ mod tests {
         let ids = lexicons().ids();
         let expected = [
             "community.herald.community",
+            "community.herald.contact.add",
+            "community.herald.contact.defs",
+            "community.herald.contact.list",
+            "community.herald.contact.remove",
+            "community.herald.contact.verify",
             "community.herald.defs",
+            "community.herald.getPreferences",
             "community.herald.getSubscribers",
             "community.herald.getUnreadCount",
             "community.herald.listNotifications",
             "community.herald.preferences",
             "community.herald.publish",
+            "community.herald.subscribeEmail",
             "community.herald.subscription",
             "community.herald.updateSeen",
         ];

@@ -21,6 +21,7 @@
 //! - [`startup`]: wiring, used by `main`, tests, the demo and benchmarks alike.
 //! - [`sandbox`] and [`demo`]: local stand-ins for Jetstream and PLC, and the offline demo.
 pub mod auth;
+pub mod channels;
 pub mod demo;
 pub mod distribute;
 pub mod identity;
@@ -32,5 +33,6 @@ pub mod sandbox;
 pub mod settings;
 pub mod startup;
 pub mod storage;
+pub mod vault;
 pub mod web;
 pub mod xrpc;

@@ -1,15 +1,20 @@
-//! The `herald` command line: serve, migrate, demo.
+//! The `herald` command line: serve, migrate, keys, demo.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use tracing_subscriber::EnvFilter;
 
+use herald::auth::ServiceAuth;
+use herald::identity::{Resolver, ResolverConfig};
 use herald::settings::Settings;
 use herald::startup::{Application, Roles};
-use herald::storage::Store;
+use herald::storage::{Store, VaultStore};
+use herald::vault::crypto::KeyRing;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +42,24 @@ enum Command {
     Migrate,
     /// A self-contained local scenario: local Jetstream and PLC, a few members, one publish.
     Demo,
+    /// Manage the vault's key ring.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a key to the key file and re-encrypt every stored address with it; resumes an
+    /// unfinished rotation instead of adding another key. Safe while Herald runs.
+    Rotate {
+        /// Stop after this many batches of 500 (run again to go on).
+        #[arg(long)]
+        max_batches: Option<u64>,
+    },
+    /// Print a new key ring (for HERALD_VAULT_KEY or a key file); stores nothing.
+    Generate,
 }
 
 #[tokio::main]
@@ -67,7 +90,51 @@ async fn main() -> anyhow::Result<()> {
             let store =
                 Store::connect_without_migrating(settings.database_url.expose_secret()).await?;
             store.migrate().await?;
-            println!("migrations applied");
+            VaultStore::connect(settings.vault.url.expose_secret()).await?;
+            println!("migrations applied (index and vault)");
+        }
+        Command::Keys {
+            action: KeysCommand::Generate,
+        } => print!("{}", KeyRing::generate().to_text()),
+        Command::Keys {
+            action: KeysCommand::Rotate { max_batches },
+        } => {
+            let store = Store::connect(settings.database_url.expose_secret()).await?;
+            let resolver = Arc::new(Resolver::new(ResolverConfig {
+                plc_url: settings.plc_url.clone(),
+                cache_ttl: settings.did_cache_ttl,
+                http_timeout: std::time::Duration::from_secs(10),
+            }));
+            let auth = Arc::new(ServiceAuth::new(resolver, settings.service_did.clone()));
+            let vault = Application::open_vault(&settings, store, auth).await?;
+            let mut batches = 0u64;
+            let report = vault
+                .rotate_keys(|resealed, remaining| {
+                    batches += 1;
+                    println!("re-encrypted {resealed}, {remaining} to go");
+                    if max_batches.is_some_and(|max| batches >= max) {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+                .await?;
+            println!(
+                "key version {}{}: {} re-encrypted, {} remaining{}",
+                report.version,
+                if report.added_key {
+                    " (new)"
+                } else {
+                    " (resumed)"
+                },
+                report.resealed,
+                report.remaining,
+                if report.remaining > 0 {
+                    "; run `herald keys rotate` again to finish"
+                } else {
+                    ""
+                }
+            );
         }
         Command::Demo => unreachable!("handled above"),
     }

@@ -12,6 +12,19 @@ pub const COMMUNITY: &str = "community.herald.community";
 /// The collections Herald indexes; anything else under `community.herald.` is skipped.
 pub const COLLECTIONS: [&str; 3] = [SUBSCRIPTION, PREFERENCES, COMMUNITY];
 
+/// Pipes DESIGN.md §4 names, used when a community declares none.
+pub const KNOWN_PIPES: [&str; 9] = [
+    "digest",
+    "opportunity",
+    "eventReminder",
+    "announcement",
+    "mention",
+    "reply",
+    "discussion",
+    "docChange",
+    "comment",
+];
+
 /// A way to reach a person. `Inbox` is Herald's own; the others go through the outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +64,23 @@ impl Channel {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
+}
+
+/// A browser's push subscription as `PushSubscription.toJSON()` gives it. Parsed and checked
+/// by `vault::address`; sent to by `channels::webpush`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushSubscription {
+    pub endpoint: String,
+    pub keys: PushKeys,
+}
+
+/// The subscription's keys, base64url as browsers give them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushKeys {
+    /// The user agent's P-256 public key, uncompressed (65 bytes).
+    pub p256dh: String,
+    /// The 16-byte authentication secret.
+    pub auth: String,
 }
 
 /// One `{pipe, channels}` entry of a subscription's or the preferences' routes. Channel names
@@ -159,6 +189,9 @@ pub struct MemberFacts {
     pub subscription_routes: Vec<Vec<Route>>,
     /// `defaultRoutes` from the member's preferences record, if they published one.
     pub default_routes: Vec<Route>,
+    /// External channels on which the member has a verified contact that may be delivered to
+    /// (from the vault; inbox and feed need none).
+    pub reachable: Vec<Channel>,
 }
 
 /// A validated record, typed by collection.

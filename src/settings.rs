@@ -27,6 +27,23 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("HERALD_PLC_URL", Some("https://plc.directory")),
     ("HERALD_DID_CACHE_TTL_SECS", Some("300")),
     ("HERALD_LOG", Some("info")),
+    ("HERALD_VAULT_URL", Some("sqlite://data/vault.db")),
+    ("HERALD_VAULT_KEY", None),
+    ("HERALD_VAULT_KEY_FILE", Some("data/vault.key")),
+    ("HERALD_SMTP_URL", None),
+    ("HERALD_EMAIL_FROM", Some("Herald <herald@localhost>")),
+    ("HERALD_SMS_API_URL", Some("https://api.twilio.com")),
+    ("HERALD_SMS_ACCOUNT_SID", None),
+    ("HERALD_SMS_AUTH_TOKEN", None),
+    ("HERALD_SMS_FROM", None),
+    ("HERALD_TELEGRAM_API_URL", Some("https://api.telegram.org")),
+    ("HERALD_TELEGRAM_BOT_TOKEN", None),
+    ("HERALD_TELEGRAM_BOT_USERNAME", None),
+    ("HERALD_TELEGRAM_WEBHOOK_SECRET", None),
+    ("HERALD_VAPID_PRIVATE_KEY", None),
+    ("HERALD_VAPID_SUBJECT", None),
+    ("HERALD_TRUSTED_PREVALIDATORS", Some("")),
+    ("HERALD_EMAIL_DOUBLE_OPT_IN", Some("false")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +79,62 @@ pub struct Settings {
     pub did_cache_ttl: Duration,
     /// `tracing` filter directive.
     pub log: String,
+    pub vault: VaultSettings,
+    pub providers: ProviderSettings,
+    /// DIDs whose signed email pre-validations are trusted (seed 002).
+    pub trusted_prevalidators: Vec<String>,
+    /// Standalone email subscriptions wait for a confirmation click instead of starting at once.
+    pub email_double_opt_in: bool,
+}
+
+/// Where contacts live and the keys that seal them.
+#[derive(Clone)]
+pub struct VaultSettings {
+    /// A separate database from the index (`sqlite:` or `postgres://`).
+    pub url: SecretString,
+    /// The key ring given inline (`HERALD_VAULT_KEY`); when unset, `key_file` is used.
+    pub key: Option<SecretString>,
+    /// Key ring file, created with mode 0600 on first run when no inline key is given.
+    pub key_file: std::path::PathBuf,
+}
+
+/// Outbound providers. Each channel is configured only when its required keys are present;
+/// an unconfigured channel is reported as unavailable, never silently skipped.
+#[derive(Clone, Default)]
+pub struct ProviderSettings {
+    /// `smtp://host:port`, `smtp://host:port?tls=required` (STARTTLS) or `smtps://host:port`,
+    /// credentials in the URL.
+    pub smtp_url: Option<SecretString>,
+    pub email_from: String,
+    pub sms: SmsSettings,
+    pub telegram: TelegramSettings,
+    pub vapid: VapidSettings,
+}
+
+/// An SMS gateway speaking Twilio's Messages API.
+#[derive(Clone, Default)]
+pub struct SmsSettings {
+    pub api_url: Option<Url>,
+    pub account_sid: Option<String>,
+    pub auth_token: Option<SecretString>,
+    pub from: Option<String>,
+}
+
+#[derive(Clone, Default)]
+pub struct TelegramSettings {
+    pub api_url: Option<Url>,
+    pub bot_token: Option<SecretString>,
+    pub bot_username: Option<String>,
+    /// Compared with `X-Telegram-Bot-Api-Secret-Token` on every webhook call.
+    pub webhook_secret: Option<SecretString>,
+}
+
+#[derive(Clone, Default)]
+pub struct VapidSettings {
+    /// Base64url of the 32-byte P-256 private scalar.
+    pub private_key: Option<SecretString>,
+    /// `mailto:` or `https:` contact for push services.
+    pub subject: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -78,7 +151,35 @@ impl std::fmt::Debug for Settings {
             .field("plc_url", &self.plc_url.as_str())
             .field("did_cache_ttl", &self.did_cache_ttl)
             .field("log", &self.log)
-            .finish()
+            .field("vault_url", &redact_url(self.vault.url.expose_secret()))
+            .field("vault_key_file", &self.vault.key_file)
+            .field(
+                "smtp_url",
+                &self
+                    .providers
+                    .smtp_url
+                    .as_ref()
+                    .map(|u| redact_url(u.expose_secret())),
+            )
+            .field("email_from", &self.providers.email_from)
+            .field(
+                "sms_api_url",
+                &self.providers.sms.api_url.as_ref().map(Url::as_str),
+            )
+            .field("sms_account_sid", &self.providers.sms.account_sid)
+            .field("sms_from", &self.providers.sms.from)
+            .field(
+                "telegram_api_url",
+                &self.providers.telegram.api_url.as_ref().map(Url::as_str),
+            )
+            .field(
+                "telegram_bot_username",
+                &self.providers.telegram.bot_username,
+            )
+            .field("vapid_subject", &self.providers.vapid.subject)
+            .field("trusted_prevalidators", &self.trusted_prevalidators)
+            .field("email_double_opt_in", &self.email_double_opt_in)
+            .finish_non_exhaustive()
     }
 }
 
@@ -176,6 +277,81 @@ impl Settings {
                 reason: e.to_string(),
             })?;
 
+        let vault_url = required("HERALD_VAULT_URL");
+        backend_of(&vault_url).map_err(|reason| SettingsError::Invalid {
+            key: "HERALD_VAULT_URL",
+            reason,
+        })?;
+        let optional = |key: &'static str| get(key).filter(|v| !v.trim().is_empty());
+        let secret = |key: &'static str| optional(key).map(SecretString::from);
+        let optional_url = |key: &'static str| -> Result<Option<Url>, SettingsError> {
+            optional(key)
+                .map(|raw| {
+                    Url::parse(&raw).map_err(|e| SettingsError::Invalid {
+                        key,
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()
+        };
+        if let Some(smtp) = optional("HERALD_SMTP_URL") {
+            let parsed = Url::parse(&smtp).map_err(|e| SettingsError::Invalid {
+                key: "HERALD_SMTP_URL",
+                reason: redact_url(&e.to_string()),
+            })?;
+            if !matches!(parsed.scheme(), "smtp" | "smtps") {
+                return Err(SettingsError::Invalid {
+                    key: "HERALD_SMTP_URL",
+                    reason: "must be an smtp:// or smtps:// URL".into(),
+                });
+            }
+        }
+        let trusted_prevalidators = required("HERALD_TRUSTED_PREVALIDATORS")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|did| {
+                if crate::model::is_did(did) {
+                    Ok(did.to_string())
+                } else {
+                    Err(SettingsError::Invalid {
+                        key: "HERALD_TRUSTED_PREVALIDATORS",
+                        reason: format!("{did:?} is not a DID"),
+                    })
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let email_double_opt_in = match required("HERALD_EMAIL_DOUBLE_OPT_IN").as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" | "" => false,
+            other => {
+                return Err(SettingsError::Invalid {
+                    key: "HERALD_EMAIL_DOUBLE_OPT_IN",
+                    reason: format!("{other:?} is not a boolean"),
+                });
+            }
+        };
+        let providers = ProviderSettings {
+            smtp_url: secret("HERALD_SMTP_URL"),
+            email_from: required("HERALD_EMAIL_FROM"),
+            sms: SmsSettings {
+                api_url: optional_url("HERALD_SMS_API_URL")?,
+                account_sid: optional("HERALD_SMS_ACCOUNT_SID"),
+                auth_token: secret("HERALD_SMS_AUTH_TOKEN"),
+                from: optional("HERALD_SMS_FROM"),
+            },
+            telegram: TelegramSettings {
+                api_url: optional_url("HERALD_TELEGRAM_API_URL")?,
+                bot_token: secret("HERALD_TELEGRAM_BOT_TOKEN"),
+                bot_username: optional("HERALD_TELEGRAM_BOT_USERNAME"),
+                webhook_secret: secret("HERALD_TELEGRAM_WEBHOOK_SECRET"),
+            },
+            vapid: VapidSettings {
+                private_key: secret("HERALD_VAPID_PRIVATE_KEY"),
+                subject: optional("HERALD_VAPID_SUBJECT"),
+            },
+        };
+
         Ok(Self {
             database_url: SecretString::from(database_url),
             listen,
@@ -185,6 +361,14 @@ impl Settings {
             plc_url: url("HERALD_PLC_URL")?,
             did_cache_ttl,
             log: required("HERALD_LOG"),
+            vault: VaultSettings {
+                url: SecretString::from(vault_url),
+                key: secret("HERALD_VAULT_KEY"),
+                key_file: required("HERALD_VAULT_KEY_FILE").into(),
+            },
+            providers,
+            trusted_prevalidators,
+            email_double_opt_in,
         })
     }
 

@@ -12,12 +12,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ServiceAuth;
+use crate::channels::{ChannelConfigError, Channels};
 use crate::identity::{Resolver, ResolverConfig};
 use crate::ingest::Ingest;
 use crate::lexicon::Lexicons;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
-use crate::storage::Store;
+use crate::storage::{Store, VaultStore};
+use crate::vault::crypto::{KeyError, KeyRing};
+use crate::vault::{Vault, VaultConfig};
 use crate::{web, xrpc};
 
 /// HTTP timeout for DID resolution: a slow PLC directory must not hold a request for long.
@@ -61,6 +64,10 @@ pub enum StartupError {
     Storage(#[from] crate::storage::StorageError),
     #[error("lexicons: {0}")]
     Lexicons(String),
+    #[error("vault keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("channel provider settings: {0}")]
+    Channels(#[from] ChannelConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -71,6 +78,7 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     store: Store,
+    vault: Arc<Vault>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -92,6 +100,7 @@ impl Application {
             resolver.clone(),
             settings.service_did.clone(),
         ));
+        let vault = Arc::new(Self::open_vault(&settings, store.clone(), auth.clone()).await?);
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
@@ -109,18 +118,25 @@ impl Application {
                     store: store.clone(),
                     auth,
                     metrics: metrics.clone(),
+                    vault: vault.clone(),
+                    limits: Arc::new(xrpc::limits::Limits::new()),
                 })
                 .merge(web::router(web::WebState {
                     service_did: settings.service_did.clone(),
                     public_url: settings.public_url.to_string(),
                     metrics: metrics.clone(),
                 }))
+                .merge(web::pages::router(web::pages::PagesState::new(
+                    vault.clone(),
+                    settings.providers.telegram.webhook_secret.clone(),
+                )))
                 .layer(tower_http::limit::RequestBodyLimitLayer::new(
                     MAX_BODY_BYTES,
                 ))
                 .layer(tower_http::trace::TraceLayer::new_for_http());
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move {
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 let served = axum::serve(listener, app)
                     .with_graceful_shutdown(async move { token.cancelled().await })
                     .await;
@@ -148,10 +164,36 @@ impl Application {
         Ok(Self {
             port,
             store,
+            vault,
             metrics,
             shutdown,
             tasks,
         })
+    }
+
+    /// The vault: its own database, the key ring and the channel adapters that send
+    /// verification messages. Used by `serve` and by `herald keys rotate`.
+    pub async fn open_vault(
+        settings: &Settings,
+        store: Store,
+        auth: Arc<ServiceAuth>,
+    ) -> Result<Vault, StartupError> {
+        let vault_store = VaultStore::connect(settings.vault.url.expose_secret()).await?;
+        let keys = KeyRing::load(&settings.vault)?;
+        let channels = Arc::new(Channels::from_settings(&settings.providers)?);
+        tracing::info!(channels = ?channels.available(), "channel providers");
+        Ok(Vault::new(
+            vault_store,
+            store,
+            keys,
+            VaultConfig::from_settings(settings),
+            channels,
+            auth,
+        ))
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
     }
 
     pub fn port(&self) -> u16 {
@@ -177,6 +219,7 @@ impl Application {
             let _ = task.await;
         }
         self.store.close().await;
+        self.vault.store().close().await;
     }
 
     /// Stop every role and wait for them.

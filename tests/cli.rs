@@ -17,6 +17,8 @@ fn migrate(extra: &[&str], database: Option<&std::path::Path>) -> std::process::
     command.args(extra).arg("migrate");
     if let Some(db) = database {
         command.env("HERALD_DATABASE_URL", format!("sqlite://{}", db.display()));
+        let vault = db.with_file_name("vault.db");
+        command.env("HERALD_VAULT_URL", format!("sqlite://{}", vault.display()));
     }
     command.output().unwrap()
 }
@@ -55,8 +57,9 @@ fn a_toml_file_configures_the_same_keys_and_the_environment_wins() {
     std::fs::write(
         &config,
         format!(
-            "HERALD_DATABASE_URL = \"sqlite://{}\"\n",
-            from_file.display()
+            "HERALD_DATABASE_URL = \"sqlite://{}\"\nHERALD_VAULT_URL = \"sqlite://{}\"\n",
+            from_file.display(),
+            dir.path().join("vault.db").display()
         ),
     )
     .unwrap();
@@ -79,4 +82,41 @@ fn a_toml_file_configures_the_same_keys_and_the_environment_wins() {
         !out.status.success(),
         "unknown keys in the file are an error too"
     );
+}
+
+#[test]
+fn keys_rotate_adds_a_key_to_a_private_key_file_and_generate_prints_a_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("vault.key");
+    let rotate = || {
+        herald()
+            .args(["keys", "rotate"])
+            .env(
+                "HERALD_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("herald.db").display()),
+            )
+            .env(
+                "HERALD_VAULT_URL",
+                format!("sqlite://{}", dir.path().join("vault.db").display()),
+            )
+            .env("HERALD_VAULT_KEY_FILE", &key_file)
+            .output()
+            .unwrap()
+    };
+    let out = rotate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("key version 2 (new)"));
+    let ring = std::fs::read_to_string(&key_file).unwrap();
+    assert!(ring.contains("key 1 ") && ring.contains("key 2 "), "{ring}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the key file is private");
+
+    let out = herald().args(["keys", "generate"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("index ") && text.contains("key 1 "), "{text}");
 }

@@ -7,7 +7,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use super::{StorageError, Store, now_micros, values_placeholders};
+use super::{StorageError, Store, VaultStore, now_micros, values_placeholders};
 use crate::model::{Channel, MemberFacts, PipeDecl, Route, Visibility};
 use crate::settings::Backend;
 
@@ -142,12 +142,17 @@ impl Store {
 
     /// Record a publication and fan it out, atomically: the publication row (unique per
     /// community and item id), one inbox row per member whose channels include `inbox`, and one
-    /// pending outbox row per other channel. `resolve` decides each member's channels.
+    /// pending outbox row per other channel. `resolve` decides each member's channels, after
+    /// each page of members learns from the vault which contacts can be delivered to.
+    /// Then the community's email-only subscribers, whose pipes `standalone` accepts, get one
+    /// email outbox row each (recipient `email:<address id>`).
     /// A publication already recorded is answered as a duplicate and changes nothing.
     pub async fn publish(
         &self,
         publication: NewPublication<'_>,
+        vault: &VaultStore,
         mut resolve: impl FnMut(&MemberFacts) -> Vec<Channel>,
+        mut standalone: impl FnMut(&[String]) -> bool,
     ) -> Result<PublicationOutcome, StorageError> {
         let now = now_micros();
         let id = uuid::Uuid::now_v7().to_string();
@@ -188,7 +193,18 @@ impl Store {
         let mut recipients = 0i64;
         let mut inbox_rows: Vec<String> = Vec::with_capacity(INSERT_CHUNK);
         let mut outbox_rows: Vec<(String, Channel)> = Vec::with_capacity(INSERT_CHUNK);
-        while let Some(members) = pager.next(&mut tx).await? {
+        while let Some(mut members) = pager.next(&mut tx).await? {
+            let dids: Vec<String> = members.iter().map(|m| m.did.clone()).collect();
+            let mut reachable: std::collections::HashMap<String, Vec<Channel>> =
+                std::collections::HashMap::new();
+            for (owner, channel) in vault.reachable(&dids).await? {
+                if let Some(channel) = Channel::parse(&channel) {
+                    reachable.entry(owner).or_default().push(channel);
+                }
+            }
+            for member in &mut members {
+                member.reachable = reachable.remove(&member.did).unwrap_or_default();
+            }
             for member in members {
                 let channels = resolve(&member);
                 if channels.is_empty() {
@@ -214,6 +230,26 @@ impl Store {
         }
         insert_inbox(&mut tx, self.backend, &id, &inbox_rows, now).await?;
         insert_outbox(&mut tx, self.backend, &id, &outbox_rows, now).await?;
+        outbox_rows.clear();
+        let mut after = String::new();
+        loop {
+            let page = vault
+                .standalone_page(publication.community, &after, PAGE_ROWS)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.address_id.clone();
+            for sub in &page {
+                if standalone(&sub.pipes) {
+                    recipients += 1;
+                    outbox_rows.push((format!("email:{}", sub.address_id), Channel::Email));
+                }
+            }
+            insert_outbox(&mut tx, self.backend, &id, &outbox_rows, now).await?;
+            outbox_rows.clear();
+            if (page.len() as i64) < PAGE_ROWS {
+                break;
+            }
+        }
         sqlx::query("UPDATE publications SET recipients = $1 WHERE id = $2")
             .bind(recipients)
             .bind(&id)
@@ -407,6 +443,7 @@ fn decode_row(row: &AnyRow) -> Result<(String, MemberFacts), StorageError> {
             .map(parse)
             .transpose()?
             .unwrap_or_default(),
+        reachable: Vec::new(),
     };
     Ok((row.try_get("rkey")?, facts))
 }

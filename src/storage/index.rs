@@ -297,6 +297,19 @@ async fn apply_derived(
         }
         query.execute(&mut **tx).await?;
     }
+    // A record for a community replaces the subscription Herald kept for the member there
+    // (see `Store::keep_subscription`): from now on the member's own record decides.
+    for chunk in subscriptions.chunks(RECORD_CHUNK) {
+        let sql = format!(
+            "DELETE FROM subscriptions WHERE (did, rkey) IN (VALUES {})",
+            values_placeholders(backend, chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for (did, _, s) in chunk {
+            query = query.bind(*did).bind(kept_rkey(&s.subject));
+        }
+        query.execute(&mut **tx).await?;
+    }
     for chunk in preferences.chunks(RECORD_CHUNK) {
         let sql = format!(
             "INSERT INTO preferences (did, default_routes, paused_all) VALUES {} \
@@ -439,4 +452,102 @@ async fn set_account(
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StorageError> {
     serde_json::to_string(value).map_err(|e| StorageError::Corrupt(e.to_string()))
+}
+
+/// Record key of a subscription Herald keeps for a member (a converted standalone email
+/// subscription). Record keys from repos are TIDs, which never contain `:`, so these cannot
+/// collide with an indexed record.
+pub(crate) fn kept_rkey(community: &str) -> String {
+    format!("{KEPT_PREFIX}{community}")
+}
+
+pub(crate) const KEPT_PREFIX: &str = "kept:";
+
+impl Store {
+    /// Keep a subscription for `did` to `community` on Herald's side — what a member's
+    /// standalone email subscription becomes when their account verifies that address. It
+    /// lives beside indexed subscriptions, so preference resolution treats it like one, until
+    /// the member publishes a record for that community (which replaces it).
+    pub async fn keep_subscription(
+        &self,
+        did: &str,
+        community: &str,
+        routes: &[crate::model::Route],
+    ) -> Result<(), StorageError> {
+        let mut tx = self.begin_write().await?;
+        let has_record: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM subscriptions WHERE did = $1 AND subject = $2 AND rkey NOT LIKE 'kept:%'",
+        )
+        .bind(did)
+        .bind(community)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if has_record.is_none() {
+            sqlx::query(
+                "INSERT INTO subscriptions (did, rkey, subject, muted, routes) \
+                 VALUES ($1, $2, $3, 0, $4) ON CONFLICT (did, rkey) DO UPDATE SET routes = excluded.routes",
+            )
+            .bind(did)
+            .bind(kept_rkey(community))
+            .bind(community)
+            .bind(to_json(&routes)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The member's indexed records for `getPreferences`: the preferences record, subscription
+    /// records as `(rkey, body)`, and the subscriptions Herald keeps as `(community, routes)`.
+    pub async fn member_records(&self, did: &str) -> Result<MemberRecords, StorageError> {
+        let rows = sqlx::query(
+            "SELECT collection, rkey, body FROM records WHERE did = $1 AND deleted = 0 \
+             AND collection IN ($2, $3) ORDER BY collection, rkey",
+        )
+        .bind(did)
+        .bind(crate::model::PREFERENCES)
+        .bind(crate::model::SUBSCRIPTION)
+        .fetch_all(&self.read)
+        .await?;
+        let mut out = MemberRecords::default();
+        for row in rows {
+            let collection: String = row.try_get(0)?;
+            let rkey: String = row.try_get(1)?;
+            let Some(body) = row.try_get::<Option<String>, _>(2)? else {
+                continue;
+            };
+            let body: serde_json::Value = serde_json::from_str(&body)
+                .map_err(|e| StorageError::Corrupt(format!("record body: {e}")))?;
+            if collection == crate::model::PREFERENCES {
+                out.preferences = Some(body);
+            } else {
+                out.subscriptions.push((rkey, body));
+            }
+        }
+        let kept = sqlx::query(
+            "SELECT subject, routes FROM subscriptions WHERE did = $1 AND rkey LIKE 'kept:%' \
+             ORDER BY subject",
+        )
+        .bind(did)
+        .fetch_all(&self.read)
+        .await?;
+        for row in kept {
+            let routes: String = row.try_get(1)?;
+            out.kept.push((
+                row.try_get(0)?,
+                serde_json::from_str(&routes)
+                    .map_err(|e| StorageError::Corrupt(format!("kept routes: {e}")))?,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// See [`Store::member_records`].
+#[derive(Debug, Default, Clone)]
+pub struct MemberRecords {
+    pub preferences: Option<serde_json::Value>,
+    pub subscriptions: Vec<(String, serde_json::Value)>,
+    pub kept: Vec<(String, Vec<crate::model::Route>)>,
 }

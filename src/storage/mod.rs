@@ -15,6 +15,7 @@
 mod distribution;
 mod inbox;
 mod index;
+mod vault;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -25,7 +26,10 @@ use sqlx::{AnyPool, Executor};
 
 pub use distribution::{CommunityInfo, NewPublication, PublicationOutcome, SubscriberPage};
 pub use inbox::NotificationRow;
-pub use index::{ApplyStats, IndexOp};
+pub use index::{ApplyStats, IndexOp, MemberRecords};
+pub use vault::{
+    ChallengeRow, ContactRow, EmailAddressRow, NewContact, SealedRow, StandaloneRow, VaultStore,
+};
 
 use crate::settings::{Backend, backend_of};
 
@@ -63,6 +67,19 @@ impl Store {
         let store = Self::connect_without_migrating(url).await?;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The vault's migrations (a vault database is a `Store` with another schema).
+    async fn migrate_vault(&self) -> Result<(), StorageError> {
+        match self.backend {
+            Backend::Sqlite => {
+                run(sqlx::migrate!("./migrations/vault/sqlite"), &self.write).await?
+            }
+            Backend::Postgres => {
+                run(sqlx::migrate!("./migrations/vault/postgres"), &self.write).await?
+            }
+        }
+        Ok(())
     }
 
     pub async fn connect_without_migrating(url: &str) -> Result<Self, StorageError> {
@@ -108,16 +125,8 @@ impl Store {
 
     pub async fn migrate(&self) -> Result<(), StorageError> {
         match self.backend {
-            Backend::Sqlite => {
-                sqlx::migrate!("./migrations/sqlite")
-                    .run(&self.write)
-                    .await?
-            }
-            Backend::Postgres => {
-                sqlx::migrate!("./migrations/postgres")
-                    .run(&self.write)
-                    .await?
-            }
+            Backend::Sqlite => run(sqlx::migrate!("./migrations/sqlite"), &self.write).await?,
+            Backend::Postgres => run(sqlx::migrate!("./migrations/postgres"), &self.write).await?,
         }
         Ok(())
     }
@@ -145,6 +154,15 @@ impl Store {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// Index migrations are numbered from 1 and vault migrations from 1001, and each run ignores
+/// the other's, so the two may share one PostgreSQL database (or schema) when an operator
+/// wants that, and still live apart by default.
+async fn run(mut migrator: sqlx::migrate::Migrator, pool: &AnyPool) -> Result<(), StorageError> {
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
+    Ok(())
 }
 
 /// Page cache per SQLite connection: 16 MiB keeps a large fan-out's b-tree pages in memory

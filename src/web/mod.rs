@@ -4,6 +4,8 @@
 //! `atproto-proxy: <service DID>#herald_appview`) and `/metrics`. Must not touch storage
 //! beyond what those pages show.
 
+pub mod pages;
+
 use std::sync::Arc;
 
 use axum::Router;

@@ -7,23 +7,10 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use super::{AppState, XrpcError, XrpcQuery, authenticate, page_limit};
-use crate::distribute::resolve_channels;
+use crate::distribute::route_channels;
 use crate::model::{Channel, is_did};
 
 pub const NSID: &str = "community.herald.getSubscribers";
-
-/// Pipes considered when the caller names none and the community declares none (DESIGN.md §4).
-const KNOWN_PIPES: [&str; 9] = [
-    "digest",
-    "opportunity",
-    "eventReminder",
-    "announcement",
-    "mention",
-    "reply",
-    "discussion",
-    "docChange",
-    "comment",
-];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +65,7 @@ pub async fn handle(
         None if !community.pipes.is_empty() => {
             community.pipes.iter().map(|p| p.id.as_str()).collect()
         }
-        None => KNOWN_PIPES.to_vec(),
+        None => crate::model::KNOWN_PIPES.to_vec(),
     };
     let page = state
         .store
@@ -90,7 +77,7 @@ pub async fn handle(
         .filter_map(|member| {
             let mut channels: Vec<Channel> = pipes
                 .iter()
-                .flat_map(|pipe| resolve_channels(member, community.visibility, pipe))
+                .flat_map(|pipe| route_channels(member, community.visibility, pipe))
                 .collect();
             channels.sort();
             channels.dedup();

@@ -6,11 +6,18 @@
 //! errors. Internal details are logged once here and never shown to clients. Must not write
 //! SQL or talk to channel providers.
 
+mod contact_add;
+mod contact_list;
+mod contact_remove;
+mod contact_verify;
+mod get_preferences;
 mod get_subscribers;
 mod get_unread_count;
 mod health;
+pub mod limits;
 mod list_notifications;
 mod publish;
+mod subscribe_email;
 mod update_seen;
 
 use std::sync::Arc;
@@ -28,6 +35,7 @@ use crate::auth::{AuthError, Caller, ServiceAuth};
 use crate::distribute::PublishError;
 use crate::metrics::Metrics;
 use crate::storage::{StorageError, Store};
+use crate::vault::{Vault, VaultError};
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -35,6 +43,8 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<ServiceAuth>,
     pub metrics: Arc<Metrics>,
+    pub vault: Arc<Vault>,
+    pub limits: Arc<limits::Limits>,
 }
 
 pub fn router() -> Router<AppState> {
@@ -56,6 +66,27 @@ pub fn router() -> Router<AppState> {
         .route(
             &path(update_seen::NSID),
             procedure(post(update_seen::handle)),
+        )
+        .route(
+            &path(contact_add::NSID),
+            procedure(post(contact_add::handle)),
+        )
+        .route(
+            &path(contact_verify::NSID),
+            procedure(post(contact_verify::handle)),
+        )
+        .route(&path(contact_list::NSID), query(get(contact_list::handle)))
+        .route(
+            &path(contact_remove::NSID),
+            procedure(post(contact_remove::handle)),
+        )
+        .route(
+            &path(get_preferences::NSID),
+            query(get(get_preferences::handle)),
+        )
+        .route(
+            &path(subscribe_email::NSID),
+            procedure(post(subscribe_email::handle)),
         )
         .route("/xrpc/{method}", axum::routing::any(not_implemented))
 }
@@ -171,6 +202,21 @@ impl From<PublishError> for XrpcError {
             }
             PublishError::Storage(e) => Self::internal(&e),
         }
+    }
+}
+
+impl From<VaultError> for XrpcError {
+    fn from(e: VaultError) -> Self {
+        let status = match &e {
+            VaultError::Storage(_) | VaultError::Keys(_) => return Self::internal(&e),
+            VaultError::Send(_) => {
+                tracing::warn!(error = %e, "a verification message could not be sent");
+                StatusCode::BAD_GATEWAY
+            }
+            VaultError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, e.error_name(), e.to_string())
     }
 }
 

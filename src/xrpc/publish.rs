@@ -58,6 +58,7 @@ pub async fn handle(
     };
     let outcome = distribute::publish(
         &state.store,
+        state.vault.store(),
         &caller.did,
         &input.community,
         &input.pipe,

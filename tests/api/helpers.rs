@@ -55,7 +55,37 @@ pub struct TestApp {
     pub jetstream: Jetstream,
     pub service_did: String,
     database_url: String,
-    _dir: tempfile::TempDir,
+    pub vault_url: String,
+    pub dir: tempfile::TempDir,
+    pub providers: Providers,
+    /// A pre-validator the operator trusts (seed 002), registered with the local PLC.
+    pub prevalidator: Identity,
+    pub double_opt_in: bool,
+}
+
+/// The local providers a test asked for: a real SMTP server (aiosmtpd), and local servers
+/// speaking Twilio's, Telegram's and a push service's wire formats.
+#[derive(Default)]
+pub struct Providers {
+    pub smtp: Option<herald::sandbox::smtp::SmtpServer>,
+    pub twilio: Option<herald::sandbox::twilio::Twilio>,
+    pub telegram: Option<herald::sandbox::telegram::Telegram>,
+    pub push: Option<herald::sandbox::push::PushService>,
+}
+
+pub const TELEGRAM_SECRET: &str = "telegram-webhook-secret";
+pub const TWILIO_SID: &str = "AC00000000000000000000000000000001";
+pub const TWILIO_TOKEN: &str = "twilio-test-token";
+pub const TELEGRAM_TOKEN: &str = "123456:test-bot-token";
+
+/// Which local providers to start for a test.
+#[derive(Default, Clone, Copy)]
+pub struct With {
+    pub smtp: bool,
+    pub twilio: bool,
+    pub telegram: bool,
+    pub push: bool,
+    pub double_opt_in: bool,
 }
 
 pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> String {
@@ -79,41 +109,133 @@ pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> Stri
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, With::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, with: With) -> TestApp {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into()))
         .with_test_writer()
         .try_init();
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database_url(backend, dir.path()).await;
+    let vault_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("vault.db").display()),
+        Backend::Postgres => fresh_database_url(backend, dir.path()).await,
+    };
     let plc = Plc::start().await.expect("plc");
     let jetstream = Jetstream::start().await.expect("jetstream");
+    let providers = Providers {
+        smtp: match with.smtp {
+            true => Some(
+                herald::sandbox::smtp::SmtpServer::start()
+                    .await
+                    .expect("SMTP server (run scripts/test-deps)"),
+            ),
+            false => None,
+        },
+        twilio: match with.twilio {
+            true => Some(
+                herald::sandbox::twilio::Twilio::start(TWILIO_SID, TWILIO_TOKEN)
+                    .await
+                    .expect("twilio"),
+            ),
+            false => None,
+        },
+        telegram: match with.telegram {
+            true => Some(
+                herald::sandbox::telegram::Telegram::start(TELEGRAM_TOKEN)
+                    .await
+                    .expect("telegram"),
+            ),
+            false => None,
+        },
+        push: match with.push {
+            true => Some(
+                herald::sandbox::push::PushService::start()
+                    .await
+                    .expect("push"),
+            ),
+            false => None,
+        },
+    };
+    let prevalidator = Identity::plc("trusted-prevalidator");
+    plc.register_identity(&prevalidator);
     let mut test = TestApp {
         app: None,
         base: String::new(),
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http client"),
         plc,
         jetstream,
         service_did: "did:web:herald.test".into(),
         database_url,
-        _dir: dir,
+        vault_url,
+        dir,
+        providers,
+        prevalidator,
+        double_opt_in: with.double_opt_in,
     };
     test.start().await;
     test
 }
 
 impl TestApp {
-    fn settings(&self) -> Settings {
+    pub fn settings(&self) -> Settings {
+        let mut values: Vec<(&str, String)> = vec![
+            ("HERALD_DATABASE_URL", self.database_url.clone()),
+            ("HERALD_VAULT_URL", self.vault_url.clone()),
+            (
+                "HERALD_VAULT_KEY_FILE",
+                self.dir.path().join("vault.key").display().to_string(),
+            ),
+            ("HERALD_LISTEN", "127.0.0.1:0".into()),
+            ("HERALD_PUBLIC_URL", "http://herald.test".into()),
+            ("HERALD_JETSTREAM_URL", self.jetstream.url().to_string()),
+            ("HERALD_PLC_URL", self.plc.url().to_string()),
+            ("HERALD_SERVICE_DID", self.service_did.clone()),
+            (
+                "HERALD_TRUSTED_PREVALIDATORS",
+                self.prevalidator.did.clone(),
+            ),
+            ("HERALD_EMAIL_DOUBLE_OPT_IN", self.double_opt_in.to_string()),
+            ("HERALD_EMAIL_FROM", "Herald <herald@herald.test>".into()),
+        ];
+        if let Some(smtp) = &self.providers.smtp {
+            values.push(("HERALD_SMTP_URL", smtp.url()));
+        }
+        if let Some(twilio) = &self.providers.twilio {
+            values.extend([
+                ("HERALD_SMS_API_URL", twilio.url().to_string()),
+                ("HERALD_SMS_ACCOUNT_SID", TWILIO_SID.into()),
+                ("HERALD_SMS_AUTH_TOKEN", TWILIO_TOKEN.into()),
+                ("HERALD_SMS_FROM", "+14155550000".into()),
+            ]);
+        }
+        if let Some(telegram) = &self.providers.telegram {
+            values.extend([
+                ("HERALD_TELEGRAM_API_URL", telegram.url().to_string()),
+                ("HERALD_TELEGRAM_BOT_TOKEN", TELEGRAM_TOKEN.into()),
+                ("HERALD_TELEGRAM_BOT_USERNAME", "herald_test_bot".into()),
+                ("HERALD_TELEGRAM_WEBHOOK_SECRET", TELEGRAM_SECRET.into()),
+            ]);
+        }
+        if self.providers.push.is_some() {
+            values.extend([
+                (
+                    "HERALD_VAPID_PRIVATE_KEY",
+                    herald::channels::webpush::generate_vapid_key(),
+                ),
+                ("HERALD_VAPID_SUBJECT", "mailto:ops@herald.test".into()),
+            ]);
+        }
         Settings::from_map(
-            [
-                ("HERALD_DATABASE_URL", self.database_url.clone()),
-                ("HERALD_LISTEN", "127.0.0.1:0".into()),
-                ("HERALD_JETSTREAM_URL", self.jetstream.url().to_string()),
-                ("HERALD_PLC_URL", self.plc.url().to_string()),
-                ("HERALD_SERVICE_DID", self.service_did.clone()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+            values
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         )
         .expect("test settings")
     }
@@ -147,6 +269,50 @@ impl TestApp {
 
     pub fn store(&self) -> &Store {
         self.app.as_ref().expect("app running").store()
+    }
+
+    pub fn vault(&self) -> &std::sync::Arc<herald::vault::Vault> {
+        self.app.as_ref().expect("app running").vault()
+    }
+
+    /// A pre-validation token from the trusted validator: `email` is `member`'s.
+    pub fn prevalidation(&self, member: &Identity, email: &str) -> String {
+        self.prevalidation_from(&self.prevalidator, &self.service_did, member, email, 600)
+    }
+
+    pub fn prevalidation_from(
+        &self,
+        issuer: &Identity,
+        aud: &str,
+        member: &Identity,
+        email: &str,
+        expires_in_secs: i64,
+    ) -> String {
+        let now = chrono::Utc::now();
+        issuer.sign_claims(&json!({
+            "iss": issuer.did,
+            "aud": aud,
+            "sub": member.did,
+            "email": email,
+            "validatedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "exp": now.timestamp() + expires_in_secs,
+        }))
+    }
+
+    /// Give `member` a verified email contact through a trusted pre-validation.
+    pub async fn verified_email(&self, member: &Identity, email: &str) -> String {
+        let (status, body) = self
+            .call(
+                Some(member),
+                "community.herald.contact.add",
+                Some(json!({"channel": "email", "address": email,
+                            "prevalidation": self.prevalidation(member, email)})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "verified", "{body}");
+        body["id"].as_str().unwrap().to_string()
     }
 
     pub fn metrics(&self) -> &herald::metrics::Metrics {

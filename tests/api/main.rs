@@ -4,6 +4,8 @@
 mod helpers;
 
 mod auth;
+mod contacts;
+mod email_identity;
 mod inbox;
 mod ingest;
 mod publish;

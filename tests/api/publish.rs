@@ -18,10 +18,15 @@ on_both_backends! {
         app.subscribe(&bob, &community, json!({})).await;
         app.subscribe(&carol, &community, json!({"muted": true})).await;
         app.subscribe(&dave, &community, json!({"routes": [{"pipe": "opportunity", "channels": []}]})).await;
+        // frank asks for email too but has no verified address: inbox only (DESIGN §3 step 4).
+        let frank = app.identity("frank");
+        app.subscribe(&frank, &community, json!({"routes": [{"pipe": "opportunity", "channels": ["inbox", "email"]}]})).await;
+        app.verified_email(&alice, "alice@example.org").await;
 
         let (status, body) = app.publish(&community, &community, "opportunity", "cleanup").await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["recipients"], 2);
+        assert_eq!(body["recipients"], 3);
+        assert_eq!(app.inbox(&frank).await, vec!["cleanup"]);
         assert_eq!(body["duplicate"], false);
 
         assert_eq!(app.inbox(&alice).await, vec!["cleanup"]);
@@ -40,13 +45,14 @@ on_both_backends! {
         app.community(&community, json!({})).await;
         app.subscribe(&erin, &community, json!({"routes": [{"pipe": "digest", "channels": ["inbox"]}]})).await;
         app.ingest([event::create(&erin.did, PREFERENCES, "self", &tid(), json!({
-            "defaultRoutes": [{"pipe": "opportunity", "channels": ["telegram"]}],
+            "defaultRoutes": [{"pipe": "opportunity", "channels": ["email"]}],
             "updatedAt": "2026-11-21T10:00:00.000Z"}))]).await;
+        app.verified_email(&erin, "erin@example.org").await;
         let (_, body) = app.publish(&community, &community, "opportunity", "o1").await;
         assert_eq!(body["recipients"], 1);
-        assert!(app.inbox(&erin).await.is_empty(), "telegram only, not inbox");
+        assert!(app.inbox(&erin).await.is_empty(), "email only, not inbox");
         let outbox = app.store().outbox_for(body["id"].as_str().unwrap()).await.unwrap();
-        assert_eq!(outbox[0].1, "telegram");
+        assert_eq!(outbox[0].1, "email");
         // pausedAll silences everything.
         app.ingest([event::update(&erin.did, PREFERENCES, "self", &tid(), json!({
             "pausedAll": true, "updatedAt": "2026-11-21T11:00:00.000Z"}))]).await;

@@ -5,6 +5,11 @@
 //! Used by `herald demo`, the integration tests and the benchmarks, so a newcomer can watch
 //! Herald work offline. Binds loopback only. Must not be used by the serving path.
 
+pub mod push;
+pub mod smtp;
+pub mod telegram;
+pub mod twilio;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -458,6 +463,11 @@ impl Identity {
     pub fn token(&self, aud: &str, lxm: &str) -> String {
         let exp = chrono::Utc::now().timestamp() + 60;
         mint_service_jwt(&self.key, &self.did, aud, Some(lxm), exp)
+    }
+
+    /// A JWT with these claims signed by this identity's key (a pre-validation assertion).
+    pub fn sign_claims(&self, claims: &Value) -> String {
+        crate::auth::mint_jwt(&self.key, claims)
     }
 }
 

@@ -1,0 +1,685 @@
+//! The vault's database: contacts, their open challenges, email addresses' own state and
+//! standalone email subscriptions, in a database of their own (`HERALD_VAULT_URL`).
+//!
+//! Every address arrives here already sealed and every secret already hashed: this file sees
+//! ciphertext, blind indexes and hashes only, so nothing it logs or returns can leak an
+//! address. Sealing, hashing and the rules of verification live in `vault`.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{StorageError, Store, now_micros};
+
+/// The vault store: a [`Store`] connected to the vault database with the vault's migrations.
+#[derive(Clone)]
+pub struct VaultStore {
+    db: Store,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRow {
+    pub id: String,
+    pub owner: String,
+    pub channel: String,
+    pub status: String,
+    pub address: Option<Vec<u8>>,
+    pub address_index: Option<Vec<u8>>,
+    pub key_version: Option<i64>,
+    pub created_at: i64,
+    pub verified_at: Option<i64>,
+    pub transfer_from: Option<String>,
+}
+
+pub struct NewContact<'a> {
+    pub id: &'a str,
+    pub owner: &'a str,
+    pub channel: &'a str,
+    pub address: Option<&'a [u8]>,
+    pub address_index: Option<&'a [u8]>,
+    pub key_version: Option<i64>,
+    pub transfer_from: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailAddressRow {
+    pub id: String,
+    pub address: Vec<u8>,
+    pub key_version: i64,
+    pub unsubscribed_at: Option<i64>,
+    pub suppressed_at: Option<i64>,
+    pub suppressed_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandaloneRow {
+    pub address_id: String,
+    pub community: String,
+    pub pipes: Vec<String>,
+    pub status: String,
+    pub created_at: i64,
+}
+
+/// A sealed value due for re-encryption under the current key.
+#[derive(Debug, Clone)]
+pub struct SealedRow {
+    pub id: String,
+    /// `owner` and `channel` for contacts (they are part of the associated data); empty for
+    /// email addresses.
+    pub owner: String,
+    pub channel: String,
+    pub sealed: Vec<u8>,
+    pub key_version: i64,
+}
+
+/// An open challenge: hashed secrets, expiry and attempts.
+#[derive(Debug, Clone)]
+pub struct ChallengeRow {
+    pub contact_id: String,
+    pub code_hash: Option<Vec<u8>>,
+    pub token_hash: Option<Vec<u8>>,
+    pub expires_at: i64,
+    pub attempts: i64,
+    pub sent_at: i64,
+}
+
+const CONTACT_COLUMNS: &str = "SELECT id, owner, channel, status, address, address_index, \
+     key_version, created_at, verified_at, transfer_from FROM contacts";
+
+impl VaultStore {
+    /// Connect to the vault database (creating a SQLite file if needed) and migrate it.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let db = Store::connect_without_migrating(url).await?;
+        db.migrate_vault().await?;
+        Ok(Self { db })
+    }
+
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+
+    pub async fn insert_contact(&self, c: NewContact<'_>) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO contacts (id, owner, channel, status, address, address_index, \
+             key_version, created_at, transfer_from) VALUES ($1, $2, $3, 'pending', $4, $5, $6, \
+             $7, $8)",
+        )
+        .bind(c.id)
+        .bind(c.owner)
+        .bind(c.channel)
+        .bind(c.address.map(<[u8]>::to_vec))
+        .bind(c.address_index.map(<[u8]>::to_vec))
+        .bind(c.key_version)
+        .bind(now_micros())
+        .bind(c.transfer_from)
+        .execute(&self.db.write)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn contact(&self, id: &str) -> Result<Option<ContactRow>, StorageError> {
+        let row = sqlx::query(&format!("{CONTACT_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.db.write)
+            .await?;
+        row.as_ref().map(decode_contact).transpose()
+    }
+
+    pub async fn contacts_of(&self, owner: &str) -> Result<Vec<ContactRow>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "{CONTACT_COLUMNS} WHERE owner = $1 ORDER BY created_at, id"
+        ))
+        .bind(owner)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter().map(decode_contact).collect()
+    }
+
+    /// Contacts on `channel` whose address has blind index `index`, verified first.
+    pub async fn contacts_by_index(
+        &self,
+        channel: &str,
+        index: &[u8],
+    ) -> Result<Vec<ContactRow>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "{CONTACT_COLUMNS} WHERE channel = $1 AND address_index = $2 \
+             ORDER BY CASE status WHEN 'verified' THEN 0 ELSE 1 END, created_at"
+        ))
+        .bind(channel)
+        .bind(index.to_vec())
+        .fetch_all(&self.db.write)
+        .await?;
+        rows.iter().map(decode_contact).collect()
+    }
+
+    /// Remove one of `owner`'s contacts (and its challenge). `false` if there was none.
+    pub async fn delete_contact(&self, owner: &str, id: &str) -> Result<bool, StorageError> {
+        let done = sqlx::query("DELETE FROM contacts WHERE id = $1 AND owner = $2")
+            .bind(id)
+            .bind(owner)
+            .execute(&self.db.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Remove `owner`'s contacts on `channel` other than `keep` (one email per account).
+    pub async fn delete_other_contacts(
+        &self,
+        owner: &str,
+        channel: &str,
+        keep: &str,
+    ) -> Result<u64, StorageError> {
+        let done =
+            sqlx::query("DELETE FROM contacts WHERE owner = $1 AND channel = $2 AND id <> $3")
+                .bind(owner)
+                .bind(channel)
+                .bind(keep)
+                .execute(&self.db.write)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Every contact, on any account, on `channel` with blind index `index` (e.g. "this is
+    /// not me" detaches an address from everyone who claimed it).
+    pub async fn delete_contacts_by_index(
+        &self,
+        channel: &str,
+        index: &[u8],
+    ) -> Result<u64, StorageError> {
+        let done = sqlx::query("DELETE FROM contacts WHERE channel = $1 AND address_index = $2")
+            .bind(channel)
+            .bind(index.to_vec())
+            .execute(&self.db.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Give a pending contact its address (a Telegram chat that just paired).
+    pub async fn set_contact_address(
+        &self,
+        id: &str,
+        sealed: &[u8],
+        index: &[u8],
+        key_version: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE contacts SET address = $1, address_index = $2, key_version = $3 WHERE id = $4",
+        )
+        .bind(sealed.to_vec())
+        .bind(index.to_vec())
+        .bind(key_version)
+        .bind(id)
+        .execute(&self.db.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Mark a contact verified, atomically: its challenge goes; whoever held the same address
+    /// verified loses it (a confirmed transfer); the owner's other contacts on a single-address
+    /// channel go (one email per account); other pending claims on the address go when
+    /// `clear_other_claims` (choosing an account on the manage page clears the rest).
+    pub async fn mark_verified(
+        &self,
+        contact: &ContactRow,
+        single_address_channel: bool,
+        clear_other_claims: bool,
+    ) -> Result<i64, StorageError> {
+        let now = now_micros();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("DELETE FROM challenges WHERE contact_id = $1")
+            .bind(&contact.id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(index) = &contact.address_index {
+            let filter = if clear_other_claims {
+                ""
+            } else {
+                " AND status = 'verified'"
+            };
+            sqlx::query(&format!(
+                "DELETE FROM contacts WHERE channel = $1 AND address_index = $2 AND id <> $3{filter}"
+            ))
+            .bind(&contact.channel)
+            .bind(index.clone())
+            .bind(&contact.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if single_address_channel {
+            sqlx::query("DELETE FROM contacts WHERE owner = $1 AND channel = $2 AND id <> $3")
+                .bind(&contact.owner)
+                .bind(&contact.channel)
+                .bind(&contact.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE contacts SET status = 'verified', verified_at = $1, transfer_from = NULL \
+             WHERE id = $2",
+        )
+        .bind(now)
+        .bind(&contact.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(now)
+    }
+
+    /// Open (or replace) the challenge of a contact.
+    pub async fn put_challenge(
+        &self,
+        contact_id: &str,
+        code_hash: Option<&[u8]>,
+        token_hash: Option<&[u8]>,
+        expires_at: i64,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("DELETE FROM challenges WHERE contact_id = $1")
+            .bind(contact_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO challenges (contact_id, code_hash, token_hash, expires_at, attempts, \
+             sent_at) VALUES ($1, $2, $3, $4, 0, $5)",
+        )
+        .bind(contact_id)
+        .bind(code_hash.map(<[u8]>::to_vec))
+        .bind(token_hash.map(<[u8]>::to_vec))
+        .bind(expires_at)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn challenge(&self, contact_id: &str) -> Result<Option<ChallengeRow>, StorageError> {
+        let row = sqlx::query(
+            "SELECT contact_id, code_hash, token_hash, expires_at, attempts, sent_at \
+             FROM challenges WHERE contact_id = $1",
+        )
+        .bind(contact_id)
+        .fetch_optional(&self.db.write)
+        .await?;
+        row.as_ref().map(decode_challenge).transpose()
+    }
+
+    pub async fn challenge_by_token(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<ChallengeRow>, StorageError> {
+        let row = sqlx::query(
+            "SELECT contact_id, code_hash, token_hash, expires_at, attempts, sent_at \
+             FROM challenges WHERE token_hash = $1",
+        )
+        .bind(token_hash.to_vec())
+        .fetch_optional(&self.db.write)
+        .await?;
+        row.as_ref().map(decode_challenge).transpose()
+    }
+
+    /// Count one more attempt at a challenge's code; returns the new count.
+    pub async fn count_attempt(&self, contact_id: &str) -> Result<i64, StorageError> {
+        let attempts: Option<i64> = sqlx::query_scalar(
+            "UPDATE challenges SET attempts = attempts + 1 WHERE contact_id = $1 \
+             RETURNING attempts",
+        )
+        .bind(contact_id)
+        .fetch_optional(&self.db.write)
+        .await?;
+        Ok(attempts.unwrap_or(i64::MAX))
+    }
+
+    pub async fn delete_challenge(&self, contact_id: &str) -> Result<(), StorageError> {
+        sqlx::query("DELETE FROM challenges WHERE contact_id = $1")
+            .bind(contact_id)
+            .execute(&self.db.write)
+            .await?;
+        Ok(())
+    }
+
+    /// The state row of an email address, creating it (sealed by the caller under `id`) if
+    /// it does not exist yet. Returns the row that is stored, whoever created it.
+    pub async fn ensure_email_address(
+        &self,
+        id: &str,
+        index: &[u8],
+        sealed: &[u8],
+        key_version: i64,
+    ) -> Result<EmailAddressRow, StorageError> {
+        sqlx::query(
+            "INSERT INTO email_addresses (id, address_index, address, key_version, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (address_index) DO NOTHING",
+        )
+        .bind(id)
+        .bind(index.to_vec())
+        .bind(sealed.to_vec())
+        .bind(key_version)
+        .bind(now_micros())
+        .execute(&self.db.write)
+        .await?;
+        self.email_address_by_index(index)
+            .await?
+            .ok_or_else(|| StorageError::Corrupt("email address vanished after insert".into()))
+    }
+
+    pub async fn email_address_by_index(
+        &self,
+        index: &[u8],
+    ) -> Result<Option<EmailAddressRow>, StorageError> {
+        let row = sqlx::query(&format!("{EMAIL_COLUMNS} WHERE address_index = $1"))
+            .bind(index.to_vec())
+            .fetch_optional(&self.db.write)
+            .await?;
+        row.as_ref().map(decode_email).transpose()
+    }
+
+    pub async fn email_address(&self, id: &str) -> Result<Option<EmailAddressRow>, StorageError> {
+        let row = sqlx::query(&format!("{EMAIL_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.db.write)
+            .await?;
+        row.as_ref().map(decode_email).transpose()
+    }
+
+    /// The blind index of an email address row (to find the contacts that use it).
+    pub async fn email_address_index(&self, id: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT address_index FROM email_addresses WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.db.write)
+                .await?,
+        )
+    }
+
+    /// Set (`Some(time)`) or clear (`None`) an address's unsubscribe-from-all.
+    pub async fn set_unsubscribed(&self, id: &str, at: Option<i64>) -> Result<(), StorageError> {
+        sqlx::query("UPDATE email_addresses SET unsubscribed_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&self.db.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Stop all email to an address for good (`reason`: not-me, complaint, bounce).
+    pub async fn suppress(&self, id: &str, reason: &str) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE email_addresses SET suppressed_at = $1, suppressed_reason = $2 WHERE id = $3",
+        )
+        .bind(now_micros())
+        .bind(reason)
+        .bind(id)
+        .execute(&self.db.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Subscribe an address to a community, or update the pipes of an existing subscription
+    /// (an active one stays active).
+    pub async fn upsert_standalone(
+        &self,
+        address_id: &str,
+        community: &str,
+        pipes: &[String],
+        status: &str,
+    ) -> Result<(), StorageError> {
+        let pipes = serde_json::to_string(pipes)
+            .map_err(|e| StorageError::Corrupt(format!("pipes: {e}")))?;
+        sqlx::query(
+            "INSERT INTO standalone_subscriptions (address_id, community, pipes, status, \
+             created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (address_id, community) \
+             DO UPDATE SET pipes = excluded.pipes",
+        )
+        .bind(address_id)
+        .bind(community)
+        .bind(pipes)
+        .bind(status)
+        .bind(now_micros())
+        .execute(&self.db.write)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn activate_standalone(
+        &self,
+        address_id: &str,
+        community: &str,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE standalone_subscriptions SET status = 'active' \
+             WHERE address_id = $1 AND community = $2",
+        )
+        .bind(address_id)
+        .bind(community)
+        .execute(&self.db.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn standalone_of(
+        &self,
+        address_id: &str,
+    ) -> Result<Vec<StandaloneRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT address_id, community, pipes, status, created_at FROM \
+             standalone_subscriptions WHERE address_id = $1 ORDER BY community",
+        )
+        .bind(address_id)
+        .fetch_all(&self.db.write)
+        .await?;
+        rows.iter().map(decode_standalone).collect()
+    }
+
+    pub async fn delete_standalone(
+        &self,
+        address_id: &str,
+        community: Option<&str>,
+    ) -> Result<u64, StorageError> {
+        let done =
+            match community {
+                Some(community) => sqlx::query(
+                    "DELETE FROM standalone_subscriptions WHERE address_id = $1 AND community = $2",
+                )
+                .bind(address_id)
+                .bind(community)
+                .execute(&self.db.write)
+                .await?,
+                None => {
+                    sqlx::query("DELETE FROM standalone_subscriptions WHERE address_id = $1")
+                        .bind(address_id)
+                        .execute(&self.db.write)
+                        .await?
+                }
+            };
+        Ok(done.rows_affected())
+    }
+
+    /// A page of a community's deliverable email-only subscribers (active, address neither
+    /// unsubscribed nor suppressed), in address-id order after `after`.
+    pub async fn standalone_page(
+        &self,
+        community: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<StandaloneRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT s.address_id, s.community, s.pipes, s.status, s.created_at \
+             FROM standalone_subscriptions s JOIN email_addresses a ON a.id = s.address_id \
+             WHERE s.community = $1 AND s.address_id > $2 AND s.status = 'active' \
+             AND a.unsubscribed_at IS NULL AND a.suppressed_at IS NULL \
+             ORDER BY s.address_id LIMIT $3",
+        )
+        .bind(community)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter().map(decode_standalone).collect()
+    }
+
+    /// `(owner, channel)` for every verified contact of `owners` that may be delivered to:
+    /// an email contact also needs its address neither unsubscribed nor suppressed.
+    pub async fn reachable(
+        &self,
+        owners: &[String],
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in owners.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT c.owner, c.channel FROM contacts c \
+                 LEFT JOIN email_addresses a ON c.channel = 'email' \
+                      AND a.address_index = c.address_index \
+                 WHERE c.status = 'verified' AND c.owner IN ({}) \
+                 AND (c.channel <> 'email' OR (a.id IS NOT NULL AND a.unsubscribed_at IS NULL \
+                      AND a.suppressed_at IS NULL))",
+                placeholders.join(",")
+            );
+            let mut query = sqlx::query(&sql);
+            for owner in chunk {
+                query = query.bind(owner);
+            }
+            for row in query.fetch_all(&self.db.read).await? {
+                out.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` sealed values not yet under key `current` (contacts and email addresses).
+    pub async fn stale_sealed(
+        &self,
+        current: i64,
+        limit: i64,
+    ) -> Result<(Vec<SealedRow>, Vec<SealedRow>), StorageError> {
+        let contacts = sqlx::query(
+            "SELECT id, owner, channel, address, key_version FROM contacts \
+             WHERE address IS NOT NULL AND key_version <> $1 ORDER BY id LIMIT $2",
+        )
+        .bind(current)
+        .bind(limit)
+        .fetch_all(&self.db.read)
+        .await?;
+        let emails = sqlx::query(
+            "SELECT id, '' AS owner, '' AS channel, address, key_version FROM email_addresses \
+             WHERE key_version <> $1 ORDER BY id LIMIT $2",
+        )
+        .bind(current)
+        .bind(limit)
+        .fetch_all(&self.db.read)
+        .await?;
+        let decode = |row: &AnyRow| -> Result<SealedRow, StorageError> {
+            Ok(SealedRow {
+                id: row.try_get(0)?,
+                owner: row.try_get(1)?,
+                channel: row.try_get(2)?,
+                sealed: row.try_get(3)?,
+                key_version: row.try_get(4)?,
+            })
+        };
+        Ok((
+            contacts.iter().map(decode).collect::<Result<_, _>>()?,
+            emails.iter().map(decode).collect::<Result<_, _>>()?,
+        ))
+    }
+
+    /// Replace a sealed value, only if it is still the one read (a concurrent change wins and
+    /// the row is picked up again on the next pass).
+    pub async fn reseal(
+        &self,
+        email_address: bool,
+        row: &SealedRow,
+        sealed: &[u8],
+        key_version: i64,
+    ) -> Result<bool, StorageError> {
+        let table = if email_address {
+            "email_addresses"
+        } else {
+            "contacts"
+        };
+        let done = sqlx::query(&format!(
+            "UPDATE {table} SET address = $1, key_version = $2 \
+             WHERE id = $3 AND key_version = $4 AND address = $5"
+        ))
+        .bind(sealed.to_vec())
+        .bind(key_version)
+        .bind(&row.id)
+        .bind(row.key_version)
+        .bind(row.sealed.clone())
+        .execute(&self.db.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// How many sealed values are not under key `current`.
+    pub async fn count_stale(&self, current: i64) -> Result<i64, StorageError> {
+        let contacts: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM contacts WHERE address IS NOT NULL AND key_version <> $1",
+        )
+        .bind(current)
+        .fetch_one(&self.db.read)
+        .await?;
+        let emails: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM email_addresses WHERE key_version <> $1")
+                .bind(current)
+                .fetch_one(&self.db.read)
+                .await?;
+        Ok(contacts + emails)
+    }
+
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.db.ping().await
+    }
+}
+
+const EMAIL_COLUMNS: &str = "SELECT id, address, key_version, unsubscribed_at, suppressed_at, \
+     suppressed_reason FROM email_addresses";
+
+fn decode_contact(row: &AnyRow) -> Result<ContactRow, StorageError> {
+    Ok(ContactRow {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        channel: row.try_get("channel")?,
+        status: row.try_get("status")?,
+        address: row.try_get("address")?,
+        address_index: row.try_get("address_index")?,
+        key_version: row.try_get("key_version")?,
+        created_at: row.try_get("created_at")?,
+        verified_at: row.try_get("verified_at")?,
+        transfer_from: row.try_get("transfer_from")?,
+    })
+}
+
+fn decode_challenge(row: &AnyRow) -> Result<ChallengeRow, StorageError> {
+    Ok(ChallengeRow {
+        contact_id: row.try_get("contact_id")?,
+        code_hash: row.try_get("code_hash")?,
+        token_hash: row.try_get("token_hash")?,
+        expires_at: row.try_get("expires_at")?,
+        attempts: row.try_get("attempts")?,
+        sent_at: row.try_get("sent_at")?,
+    })
+}
+
+fn decode_email(row: &AnyRow) -> Result<EmailAddressRow, StorageError> {
+    Ok(EmailAddressRow {
+        id: row.try_get("id")?,
+        address: row.try_get("address")?,
+        key_version: row.try_get("key_version")?,
+        unsubscribed_at: row.try_get("unsubscribed_at")?,
+        suppressed_at: row.try_get("suppressed_at")?,
+        suppressed_reason: row.try_get("suppressed_reason")?,
+    })
+}
+
+fn decode_standalone(row: &AnyRow) -> Result<StandaloneRow, StorageError> {
+    let pipes: String = row.try_get("pipes")?;
+    Ok(StandaloneRow {
+        address_id: row.try_get("address_id")?,
+        community: row.try_get("community")?,
+        pipes: serde_json::from_str(&pipes)
+            .map_err(|e| StorageError::Corrupt(format!("standalone pipes: {e}")))?,
+        status: row.try_get("status")?,
+        created_at: row.try_get("created_at")?,
+    })
+}

@@ -1,0 +1,221 @@
+//! The texts the vault sends: verification, transfer, welcome and sign-in-instead emails, the
+//! SMS code, Telegram replies. Templates live in `templates/` (minijinja, embedded at build
+//! time); an email template's first line is its subject.
+
+use minijinja::{Environment, context};
+
+/// A rendered email.
+pub struct Email {
+    pub subject: String,
+    pub text: String,
+}
+
+pub struct Messages {
+    env: Environment<'static>,
+}
+
+/// Every template, by name, embedded so the binary needs no files beside it.
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "email/_footer.txt",
+        include_str!("../../templates/email/_footer.txt"),
+    ),
+    (
+        "email/verify.txt",
+        include_str!("../../templates/email/verify.txt"),
+    ),
+    (
+        "email/transfer.txt",
+        include_str!("../../templates/email/transfer.txt"),
+    ),
+    (
+        "email/welcome.txt",
+        include_str!("../../templates/email/welcome.txt"),
+    ),
+    (
+        "email/confirm_subscription.txt",
+        include_str!("../../templates/email/confirm_subscription.txt"),
+    ),
+    (
+        "email/sign_in_instead.txt",
+        include_str!("../../templates/email/sign_in_instead.txt"),
+    ),
+    (
+        "text/sms_code.txt",
+        include_str!("../../templates/text/sms_code.txt"),
+    ),
+    (
+        "text/telegram_paired.txt",
+        include_str!("../../templates/text/telegram_paired.txt"),
+    ),
+    (
+        "text/telegram_unknown.txt",
+        include_str!("../../templates/text/telegram_unknown.txt"),
+    ),
+    (
+        "text/telegram_expired.txt",
+        include_str!("../../templates/text/telegram_expired.txt"),
+    ),
+    (
+        "text/telegram_group.txt",
+        include_str!("../../templates/text/telegram_group.txt"),
+    ),
+];
+
+impl Messages {
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        // Plain-text templates: nothing to escape, and undefined variables are a bug.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("template {name} does not parse: {e}"));
+        }
+        Self { env }
+    }
+
+    fn render(&self, name: &str, ctx: minijinja::Value) -> String {
+        // Templates are fixed at build time and covered by tests, so a failure is a bug.
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .unwrap_or_else(|e| panic!("template {name} failed: {e}"))
+    }
+
+    fn email(&self, name: &str, ctx: minijinja::Value) -> Email {
+        let rendered = self.render(name, ctx);
+        let (subject, body) = rendered.split_once('\n').unwrap_or((&rendered, ""));
+        Email {
+            subject: subject.trim().to_string(),
+            text: body.trim_start_matches('\n').to_string(),
+        }
+    }
+
+    pub fn verify_email(&self, account: &str, link: &str, code: &str, manage: &str) -> Email {
+        self.email("email/verify.txt", context! { account, link, code, manage })
+    }
+
+    pub fn transfer_email(
+        &self,
+        holder: &str,
+        requester: &str,
+        link: &str,
+        code: &str,
+        manage: &str,
+    ) -> Email {
+        self.email(
+            "email/transfer.txt",
+            context! { holder, requester, link, code, manage },
+        )
+    }
+
+    pub fn welcome(&self, community: &str, manage: &str) -> Email {
+        self.email("email/welcome.txt", context! { community, manage })
+    }
+
+    pub fn confirm_subscription(&self, community: &str, link: &str, manage: &str) -> Email {
+        self.email(
+            "email/confirm_subscription.txt",
+            context! { community, link, manage },
+        )
+    }
+
+    pub fn sign_in_instead(&self, community: &str, manage: &str) -> Email {
+        self.email("email/sign_in_instead.txt", context! { community, manage })
+    }
+
+    pub fn sms_code(&self, code: &str, minutes: i64) -> String {
+        self.render("text/sms_code.txt", context! { code, minutes })
+            .trim()
+            .to_string()
+    }
+
+    pub fn telegram_paired(&self) -> String {
+        self.render("text/telegram_paired.txt", context! {})
+            .trim()
+            .to_string()
+    }
+
+    pub fn telegram_unknown_link(&self) -> String {
+        self.render("text/telegram_unknown.txt", context! {})
+            .trim()
+            .to_string()
+    }
+
+    pub fn telegram_expired_link(&self) -> String {
+        self.render("text/telegram_expired.txt", context! {})
+            .trim()
+            .to_string()
+    }
+
+    pub fn telegram_group_refused(&self) -> String {
+        self.render("text/telegram_group.txt", context! {})
+            .trim()
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_email_has_a_subject_the_manage_link_and_the_word_unsubscribe() {
+        let m = Messages::new();
+        for email in [
+            m.verify_email(
+                "did:plc:a",
+                "https://h/verify?token=t",
+                "123456",
+                "https://h/m",
+            ),
+            m.transfer_email(
+                "did:plc:a",
+                "did:plc:b",
+                "https://h/v",
+                "123456",
+                "https://h/m",
+            ),
+            m.welcome("Gardeners", "https://h/m"),
+            m.confirm_subscription("Gardeners", "https://h/c", "https://h/m"),
+            m.sign_in_instead("Gardeners", "https://h/m"),
+        ] {
+            assert!(!email.subject.is_empty());
+            assert!(!email.subject.contains('\n'));
+            assert!(email.text.contains("https://h/m"), "{}", email.text);
+            assert!(email.text.to_lowercase().contains("unsubscribe"));
+        }
+    }
+
+    #[test]
+    fn the_verification_email_carries_link_code_and_expiry_line() {
+        let m = Messages::new();
+        let e = m.verify_email(
+            "did:plc:a",
+            "https://h/verify?token=t",
+            "042424",
+            "https://h/m",
+        );
+        assert_eq!(e.subject, "Confirm your email address");
+        assert!(e.text.contains("https://h/verify?token=t"));
+        assert!(e.text.contains("042424"));
+        assert!(e.text.contains("This link expires in 2 hours."));
+    }
+
+    #[test]
+    fn the_transfer_email_names_both_accounts() {
+        let m = Messages::new();
+        let e = m.transfer_email("did:plc:a", "did:plc:b", "L", "1", "M");
+        assert!(
+            e.text
+                .contains("transfer your email from Account did:plc:a to Account did:plc:b")
+        );
+    }
+
+    #[test]
+    fn the_sms_code_says_how_to_stop() {
+        let text = Messages::new().sms_code("123456", 10);
+        assert!(text.contains("123456") && text.contains("STOP"));
+    }
+}
