@@ -169,7 +169,7 @@ impl Vault {
         }
         let validated_at = claims["validatedAt"].as_str().and_then(parse_datetime);
         let skew = super::secs(crate::auth::CLOCK_SKEW_LEEWAY_SECS);
-        if !validated_at.is_some_and(|at| at <= now_micros() + skew) {
+        if validated_at.is_none_or(|at| at > now_micros() + skew) {
             return refuse("validatedAt is missing or in the future");
         }
         true
