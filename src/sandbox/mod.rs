@@ -1,6 +1,8 @@
 //! Sandbox: local stand-ins for the network Herald talks to — a Jetstream server speaking
 //! Jetstream's JSON event format over a real websocket, a PLC directory serving DID documents
-//! over HTTP, and identities with real signing keys.
+//! over HTTP, identities with real signing keys, local servers speaking Twilio's Messages API,
+//! Telegram's Bot API and a web-push service's protocol (with fault injection), and a real
+//! third-party SMTP server (aiosmtpd) driven as a child process.
 //!
 //! Used by `herald demo`, the integration tests and the benchmarks, so a newcomer can watch
 //! Herald work offline. Binds loopback only. Must not be used by the serving path.

@@ -478,13 +478,23 @@ impl Vault {
             .email
             .as_ref()
             .ok_or(VaultError::ChannelUnavailable("email"))?;
+        // RFC 8058 one-click unsubscribe: the same signed token as the manage page.
+        let unsubscribe = self
+            .manage_link(&address.id)
+            .replacen("/manage?", "/unsubscribe?", 1);
         sender
             .send(&OutgoingEmail {
                 to: to.to_string(),
                 subject: message.subject,
                 text: message.text,
                 html: None,
-                headers: Vec::new(),
+                headers: vec![
+                    ("List-Unsubscribe".into(), format!("<{unsubscribe}>")),
+                    (
+                        "List-Unsubscribe-Post".into(),
+                        "List-Unsubscribe=One-Click".into(),
+                    ),
+                ],
                 idempotency_key: None,
             })
             .await?;

@@ -160,31 +160,27 @@ impl Messages {
 mod tests {
     use super::*;
 
+    const MANAGE: &str = "https://h/manage?token=t";
+
     #[test]
     fn every_email_has_a_subject_the_manage_link_and_the_word_unsubscribe() {
         let m = Messages::new();
         for email in [
-            m.verify_email(
-                "did:plc:a",
-                "https://h/verify?token=t",
-                "123456",
-                "https://h/m",
-            ),
-            m.transfer_email(
-                "did:plc:a",
-                "did:plc:b",
-                "https://h/v",
-                "123456",
-                "https://h/m",
-            ),
-            m.welcome("Gardeners", "https://h/m"),
-            m.confirm_subscription("Gardeners", "https://h/c", "https://h/m"),
-            m.sign_in_instead("Gardeners", "https://h/m"),
+            m.verify_email("did:plc:a", "https://h/verify?token=t", "123456", MANAGE),
+            m.transfer_email("did:plc:a", "did:plc:b", "https://h/v", "123456", MANAGE),
+            m.welcome("Gardeners", MANAGE),
+            m.confirm_subscription("Gardeners", "https://h/c", MANAGE),
+            m.sign_in_instead("Gardeners", MANAGE),
         ] {
             assert!(!email.subject.is_empty());
             assert!(!email.subject.contains('\n'));
-            assert!(email.text.contains("https://h/m"), "{}", email.text);
+            assert!(email.text.contains(MANAGE), "{}", email.text);
             assert!(email.text.to_lowercase().contains("unsubscribe"));
+            assert!(
+                email.text.contains("https://h/unsubscribe?token=t"),
+                "{}",
+                email.text
+            );
         }
     }
 

@@ -146,8 +146,12 @@ on_both_backends! {
         let community = app.identity("community");
         app.community(&community, json!({})).await;
         app.call(None, SUBSCRIBE, Some(json!({"community": community.did, "email": "eve@example.org"})), &[]).await;
-        let text = smtp.wait_for(1, Duration::from_secs(5)).await.remove(0).text_body();
-        let token = token_of(&link_in(&text, "/manage"));
+        let mail = smtp.wait_for(1, Duration::from_secs(5)).await.remove(0);
+        assert_eq!(mail.header("List-Unsubscribe-Post").as_deref(), Some("List-Unsubscribe=One-Click"));
+        let header = mail.header("List-Unsubscribe").expect("List-Unsubscribe");
+        let text = mail.text_body();
+        let token = token_of(&link_in(&text, "/unsubscribe"));
+        assert_eq!(header, format!("<http://herald.test{}>", link_in(&text, "/unsubscribe")));
         let get = app.http.get(format!("{}/unsubscribe", app.base)).query(&[("token", &token)]).send().await.unwrap();
         assert_eq!(get.status(), StatusCode::OK);
         let (_, published) = app.publish(&community, &community, "digest", "d1").await;
