@@ -203,19 +203,7 @@ impl ServiceAuth {
         let token = bearer_token(authorization)?;
 
         // 2–4. Shape, header, claims.
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(POORLY_FORMATTED);
-        }
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(POORLY_FORMATTED);
-        };
-        let header: Header = decode_json(header_b64)?;
-        if header.alg != "ES256K" && header.alg != "ES256" {
-            return Err(AuthError::BadJwt("jwt alg must be ES256K or ES256"));
-        }
+        let (header, [_, claims_b64, signature_b64]) = split_jwt(token)?;
         if header
             .typ
             .as_deref()
@@ -255,15 +243,8 @@ impl ServiceAuth {
         // 8. Issuer.
         let did = issuer_did(&claims.iss).ok_or(AuthError::BadJwtIss)?;
 
-        // 9. Signature form: checked before resolution, since no key could make these valid.
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature_b64)
-            .map_err(|_| AuthError::BadJwtSignature("jwt signature is not base64url"))?;
-        check_signature_form(&header.alg, &signature)?;
-
-        // 10–11. Key and verification, re-resolving once on failure.
-        let signing_input = &token[..header_b64.len() + 1 + claims_b64.len()];
-        self.check_signature(did, &header.alg, signing_input.as_bytes(), &signature)
+        // 9–11. Signature form, then key and verification, re-resolving once on failure.
+        self.check_jwt_signature(did, &header.alg, token, claims_b64, signature_b64)
             .await?;
         Ok(Caller {
             did: did.to_owned(),
@@ -279,19 +260,7 @@ impl ServiceAuth {
         token: &str,
         now: i64,
     ) -> Result<(String, serde_json::Value), AuthError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(POORLY_FORMATTED);
-        }
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(POORLY_FORMATTED);
-        };
-        let header: Header = decode_json(header_b64)?;
-        if header.alg != "ES256K" && header.alg != "ES256" {
-            return Err(AuthError::BadJwt("jwt alg must be ES256K or ES256"));
-        }
+        let (header, [_, claims_b64, signature_b64]) = split_jwt(token)?;
         let claims: serde_json::Value = decode_json(claims_b64)?;
         let exp = claims["exp"].as_f64().ok_or(POORLY_FORMATTED)?;
         if exp <= (now - CLOCK_SKEW_LEEWAY_SECS) as f64 {
@@ -299,14 +268,30 @@ impl ServiceAuth {
         }
         let iss = claims["iss"].as_str().ok_or(POORLY_FORMATTED)?;
         let did = issuer_did(iss).ok_or(AuthError::BadJwtIss)?.to_owned();
+        self.check_jwt_signature(&did, &header.alg, token, claims_b64, signature_b64)
+            .await?;
+        Ok((did, claims))
+    }
+
+    /// The signature of `token` (whose last two segments are `claims_b64` and
+    /// `signature_b64`): its form first, since no key could make a malformed one valid, then
+    /// against the issuer's key.
+    async fn check_jwt_signature(
+        &self,
+        did: &str,
+        alg: &str,
+        token: &str,
+        claims_b64: &str,
+        signature_b64: &str,
+    ) -> Result<(), AuthError> {
         let signature = URL_SAFE_NO_PAD
             .decode(signature_b64)
             .map_err(|_| AuthError::BadJwtSignature("jwt signature is not base64url"))?;
-        check_signature_form(&header.alg, &signature)?;
-        let signing_input = &token[..header_b64.len() + 1 + claims_b64.len()];
-        self.check_signature(&did, &header.alg, signing_input.as_bytes(), &signature)
-            .await?;
-        Ok((did, claims))
+        check_signature_form(alg, &signature)?;
+        let signing_input_len = token.len() - signature_b64.len() - 1;
+        debug_assert!(token[..signing_input_len].ends_with(claims_b64));
+        self.check_signature(did, alg, &token.as_bytes()[..signing_input_len], &signature)
+            .await
     }
 
     async fn check_signature(
@@ -337,6 +322,25 @@ impl ServiceAuth {
             }
         }
     }
+}
+
+/// A JWT's three segments and its decoded header, refused unless it is a well-formed ES256K
+/// or ES256 token of acceptable size.
+fn split_jwt(token: &str) -> Result<(Header, [&str; 3]), AuthError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(POORLY_FORMATTED);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(POORLY_FORMATTED);
+    };
+    let header: Header = decode_json(header_b64)?;
+    if header.alg != "ES256K" && header.alg != "ES256" {
+        return Err(AuthError::BadJwt("jwt alg must be ES256K or ES256"));
+    }
+    Ok((header, [header_b64, claims_b64, signature_b64]))
 }
 
 fn verifies(key: &PublicKey, alg: &str, msg: &[u8], signature: &[u8]) -> bool {

@@ -263,7 +263,7 @@ impl EmailSender {
             )),
             None => builder.singlepart(SinglePart::plain(email.text.clone())),
         };
-        // lettre's builder errors name addresses in some versions; keep only the fact.
+        // Only the fact is kept: lettre's error text is not ours to vouch for (addresses).
         built.map_err(|_| SendError::permanent("message could not be built"))
     }
 }

@@ -65,6 +65,35 @@ impl SendError {
     }
 }
 
+/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// A request to `provider` that got no HTTP answer. Always transient; the reason names only
+/// the kind of failure, never the URL (it can hold a token, an account id or an endpoint).
+pub(crate) fn transport_error(provider: &str, err: reqwest::Error) -> SendError {
+    let err = err.without_url();
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "could not connect"
+    } else {
+        "failed before an answer"
+    };
+    SendError::transient(format!("{provider} request {kind}"))
+}
+
 /// Every channel's adapter, present when its provider is configured.
 #[derive(Default)]
 pub struct Channels {

@@ -33,7 +33,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use super::{SendError, Sent};
+use super::{SendError, Sent, retry_after, transport_error};
 use crate::settings::ProviderSettings;
 
 /// Twilio's production API, used when `HERALD_SMS_API_URL` is unset.
@@ -160,7 +160,7 @@ impl SmsSender {
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| transport_error("twilio", e))?;
         let status = response.status();
         let headers = response.headers().clone();
         if status.is_success() {
@@ -243,35 +243,6 @@ fn describe(code: u32) -> &'static str {
         30007 => "message filtered by the carrier",
         _ => "see twilio's error reference",
     }
-}
-
-/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
-/// A request that got no HTTP answer. Always transient; the reason names only the kind of
-/// failure (the URL carries the account SID, and sources can carry addresses).
-fn transport_error(err: reqwest::Error) -> SendError {
-    let err = err.without_url();
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "could not connect"
-    } else {
-        "failed before an answer"
-    };
-    SendError::transient(format!("twilio request {kind}"))
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
 
-use super::{SendError, Sent};
+use super::{SendError, Sent, retry_after, transport_error};
 use crate::settings::ProviderSettings;
 
 /// Telegram's hosted Bot API, used when `HERALD_TELEGRAM_API_URL` is unset.
@@ -183,7 +183,7 @@ impl TelegramBot {
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| transport_error("telegram", e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await;
@@ -254,7 +254,7 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: Option<&ApiResponse>)
             .map(Duration::from_secs);
         return SendError::Transient {
             reason,
-            retry_after: from_body.or_else(|| retry_after_header(headers)),
+            retry_after: from_body.or_else(|| retry_after(headers)),
         };
     }
     SendError::Permanent { reason }
@@ -267,25 +267,6 @@ fn clean_description(description: &str) -> String {
         .filter(|c| !c.is_control())
         .take(MAX_DESCRIPTION)
         .collect()
-}
-
-fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse().ok().map(Duration::from_secs)
-}
-
-/// A request that got no HTTP answer: transient, described by kind only (the URL holds the
-/// token).
-fn transport_error(err: reqwest::Error) -> SendError {
-    let err = err.without_url();
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "could not connect"
-    } else {
-        "failed before an answer"
-    };
-    SendError::transient(format!("telegram request {kind}"))
 }
 
 /// `<bot id>:<secret>` as BotFather issues it.

@@ -31,7 +31,7 @@ use reqwest::header::HeaderMap;
 use serde_json::json;
 use url::Url;
 
-use super::{SendError, Sent};
+use super::{SendError, Sent, retry_after, transport_error};
 use crate::model::PushSubscription;
 use crate::settings::ProviderSettings;
 
@@ -230,7 +230,10 @@ impl WebPushSender {
         if let Some(urgency) = urgency {
             request = request.header("Urgency", urgency.as_str());
         }
-        let response = request.send().await.map_err(transport_error)?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error("push", e))?;
         let status = response.status();
         let headers = response.headers().clone();
         if status.is_success() {
@@ -324,35 +327,6 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> SendError {
         },
         _ => SendError::Permanent { reason },
     }
-}
-
-/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
-/// A request that got no HTTP answer: transient, described by kind only (the URL is the
-/// endpoint).
-fn transport_error(err: reqwest::Error) -> SendError {
-    let err = err.without_url();
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "could not connect"
-    } else {
-        "failed before an answer"
-    };
-    SendError::transient(format!("push request {kind}"))
 }
 
 #[cfg(test)]
