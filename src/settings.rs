@@ -207,10 +207,9 @@ impl Settings {
         if let Some(path) = file {
             values.extend(read_toml(path)?);
         }
-        values.extend(
-            std::env::vars()
-                .filter(|(k, _)| k.starts_with("HERALD_") && !ignore.contains(&k.as_str())),
-        );
+        values.extend(std::env::vars().filter(|(k, _)| {
+            k.starts_with("HERALD_") && !ignore.contains(&k.as_str()) && !is_harness_key(k)
+        }));
         Self::from_map(values)
     }
 
@@ -376,6 +375,13 @@ impl Settings {
         // Validated in `from_map`.
         backend_of(self.database_url.expose_secret()).unwrap_or(Backend::Sqlite)
     }
+}
+
+/// Variables of the test and benchmark harnesses (`HERALD_TEST_POSTGRES_URL`,
+/// `HERALD_TEST_PYTHON`, `HERALD_BENCH_*`): not settings, so a shell that exports them can
+/// still run `herald`.
+fn is_harness_key(key: &str) -> bool {
+    key.starts_with("HERALD_TEST_") || key.starts_with("HERALD_BENCH_")
 }
 
 pub fn backend_of(url: &str) -> Result<Backend, String> {
