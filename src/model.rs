@@ -242,6 +242,18 @@ fn parse<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T,
 /// Longest DID ATProto allows.
 const MAX_DID_LEN: usize = 2048;
 
+/// One DNS label in letter-digit-hyphen form (RFC 1123): 1–63 characters, no hyphen at either
+/// end. Used for did:web hosts and email domains.
+pub fn is_ldh_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
 /// Whether `s` is a syntactically valid DID under ATProto's rules: `did:`, a lowercase method,
 /// `:`, then an identifier of `[A-Za-z0-9._:%-]` that does not end in `:` or `%`; at most
 /// 2 KiB. Says nothing about whether the method is supported or the DID exists. The one DID

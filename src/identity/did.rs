@@ -68,16 +68,7 @@ fn web_authority(did: &str, id: &str) -> Result<String, ResolveError> {
         Some((host, port)) => (host, Some(port)),
         None => (decoded.as_str(), None),
     };
-    let host_ok = !host.is_empty()
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
+    let host_ok = !host.is_empty() && host.split('.').all(crate::model::is_ldh_label);
     if !host_ok {
         return Err(invalid(did, "did:web host is not a hostname"));
     }

@@ -154,16 +154,7 @@ pub fn parse_email(raw: &str) -> Result<String, AddressError> {
     if labels.len() < 2 {
         return Err(AddressError::EmailDomainNoDot);
     }
-    let is_ldh_label = |label: &&str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    };
-    if !labels.iter().all(is_ldh_label) {
+    if !labels.iter().all(|label| crate::model::is_ldh_label(label)) {
         return Err(AddressError::EmailDomainInvalid);
     }
     if labels

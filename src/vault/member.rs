@@ -99,18 +99,10 @@ impl Vault {
                     .as_ref()
                     .ok_or(VaultError::ChannelUnavailable("sms"))?;
                 let phone = parse_phone(address.unwrap_or_default())?;
-                let code = random_code(CODE_DIGITS);
                 let (contact, expires_at) = self
                     .claim_address(owner, Channel::Sms, &phone, CODE_TTL_SECS)
                     .await?;
-                self.store
-                    .put_challenge(
-                        &contact.id,
-                        Some(&self.hash_secret(CODE, &code)),
-                        None,
-                        expires_at,
-                    )
-                    .await?;
+                let code = self.open_code_challenge(&contact.id, expires_at).await?;
                 let body = self.messages.sms_code(&code, CODE_TTL_SECS / 60);
                 sms.send(&phone, &body, Some(&contact.id)).await?;
                 Ok(pending(&contact.id, "sms", expires_at, None))
@@ -167,7 +159,6 @@ impl Vault {
                 let subscription = parse_push_subscription(subscription)?;
                 let serialized = serde_json::to_string(&subscription)
                     .map_err(|e| VaultError::InvalidRequest(e.to_string()))?;
-                let code = random_code(CODE_DIGITS);
                 let (contact, expires_at) = self
                     .claim_address_keyed(
                         owner,
@@ -177,14 +168,7 @@ impl Vault {
                         CODE_TTL_SECS,
                     )
                     .await?;
-                self.store
-                    .put_challenge(
-                        &contact.id,
-                        Some(&self.hash_secret(CODE, &code)),
-                        None,
-                        expires_at,
-                    )
-                    .await?;
+                let code = self.open_code_challenge(&contact.id, expires_at).await?;
                 let payload = serde_json::json!({
                     "type": "community.herald.contact.verify",
                     "contact": contact.id,
@@ -200,6 +184,24 @@ impl Vault {
             }
             Channel::Inbox | Channel::Feed | Channel::Webhook => unreachable!("refused above"),
         }
+    }
+
+    /// A fresh code-only challenge for a contact (SMS, push); returns the code to send.
+    async fn open_code_challenge(
+        &self,
+        contact_id: &str,
+        expires_at: i64,
+    ) -> Result<String, VaultError> {
+        let code = random_code(CODE_DIGITS);
+        self.store
+            .put_challenge(
+                contact_id,
+                Some(&self.hash_secret(CODE, &code)),
+                None,
+                expires_at,
+            )
+            .await?;
+        Ok(code)
     }
 
     /// Find or create `owner`'s pending contact for `address` on `channel`, respecting the
