@@ -42,6 +42,22 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("HERALD_TELEGRAM_WEBHOOK_SECRET", None),
     ("HERALD_VAPID_PRIVATE_KEY", None),
     ("HERALD_VAPID_SUBJECT", None),
+    ("HERALD_RESEND_API_URL", Some("https://api.resend.com")),
+    ("HERALD_RESEND_API_KEY", None),
+    ("HERALD_EMAIL_PROVIDERS", Some("smtp,resend")),
+    ("HERALD_DKIM_DOMAIN", None),
+    ("HERALD_DKIM_SELECTOR", None),
+    ("HERALD_DKIM_PRIVATE_KEY_FILE", None),
+    ("HERALD_VONAGE_API_URL", Some("https://rest.nexmo.com")),
+    ("HERALD_VONAGE_API_KEY", None),
+    ("HERALD_VONAGE_API_SECRET", None),
+    ("HERALD_VONAGE_FROM", None),
+    ("HERALD_SMS_PROVIDERS", Some("twilio,vonage")),
+    ("HERALD_WEBHOOK_ALLOW_PRIVATE", Some("false")),
+    ("HERALD_DELIVERY_MAX_ATTEMPTS", Some("8")),
+    ("HERALD_DELIVERY_CONCURRENCY", Some("64")),
+    ("HERALD_DELIVERY_BATCH", Some("256")),
+    ("HERALD_DELIVERY_LEASE_SECS", Some("120")),
     ("HERALD_TRUSTED_PREVALIDATORS", Some("")),
     ("HERALD_EMAIL_DOUBLE_OPT_IN", Some("false")),
 ];
@@ -85,6 +101,7 @@ pub struct Settings {
     pub trusted_prevalidators: Vec<String>,
     /// Standalone email subscriptions wait for a confirmation click instead of starting at once.
     pub email_double_opt_in: bool,
+    pub delivery: DeliverySettings,
 }
 
 /// Where contacts live and the keys that seal them.
@@ -109,6 +126,64 @@ pub struct ProviderSettings {
     pub sms: SmsSettings,
     pub telegram: TelegramSettings,
     pub vapid: VapidSettings,
+    pub resend: ResendSettings,
+    pub vonage: VonageSettings,
+    pub dkim: DkimSettings,
+    /// Email providers in failover order (`smtp`, `resend`); unconfigured ones are left out.
+    pub email_providers: Vec<String>,
+    /// SMS providers in failover order (`twilio`, `vonage`); unconfigured ones are left out.
+    pub sms_providers: Vec<String>,
+    /// Let webhooks reach loopback and private addresses (tests, single-host setups). Off by
+    /// default: a member's webhook URL must not become a way into the operator's network.
+    pub webhook_allow_private: bool,
+}
+
+/// Resend's HTTP email API, as an alternative or failover to SMTP.
+#[derive(Clone, Default)]
+pub struct ResendSettings {
+    pub api_url: Option<Url>,
+    pub api_key: Option<SecretString>,
+}
+
+/// Vonage's SMS API, as a failover to the Twilio-shaped gateway.
+#[derive(Clone, Default)]
+pub struct VonageSettings {
+    pub api_url: Option<Url>,
+    pub api_key: Option<String>,
+    pub api_secret: Option<SecretString>,
+    pub from: Option<String>,
+}
+
+/// DKIM signing of outgoing email (RSA or Ed25519 key in PEM); off unless all three are set.
+#[derive(Clone, Default)]
+pub struct DkimSettings {
+    pub domain: Option<String>,
+    pub selector: Option<String>,
+    pub private_key_file: Option<std::path::PathBuf>,
+}
+
+/// How the dispatcher drains the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// Attempts before a delivery that keeps failing transiently becomes a dead letter.
+    pub max_attempts: u32,
+    /// Sends in flight at once per process.
+    pub concurrency: usize,
+    /// Rows claimed per query.
+    pub batch: usize,
+    /// How long a claim lasts; a process killed mid-send loses its claim after this.
+    pub lease: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            concurrency: 64,
+            batch: 256,
+            lease: Duration::from_secs(120),
+        }
+    }
 }
 
 /// An SMS gateway speaking Twilio's Messages API.
@@ -177,6 +252,24 @@ impl std::fmt::Debug for Settings {
                 &self.providers.telegram.bot_username,
             )
             .field("vapid_subject", &self.providers.vapid.subject)
+            .field(
+                "resend_api_url",
+                &self.providers.resend.api_url.as_ref().map(Url::as_str),
+            )
+            .field(
+                "vonage_api_url",
+                &self.providers.vonage.api_url.as_ref().map(Url::as_str),
+            )
+            .field("vonage_from", &self.providers.vonage.from)
+            .field("dkim_domain", &self.providers.dkim.domain)
+            .field("dkim_selector", &self.providers.dkim.selector)
+            .field("email_providers", &self.providers.email_providers)
+            .field("sms_providers", &self.providers.sms_providers)
+            .field(
+                "webhook_allow_private",
+                &self.providers.webhook_allow_private,
+            )
+            .field("delivery", &self.delivery)
             .field("trusted_prevalidators", &self.trusted_prevalidators)
             .field("email_double_opt_in", &self.email_double_opt_in)
             .finish_non_exhaustive()
@@ -320,15 +413,48 @@ impl Settings {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let email_double_opt_in = match required("HERALD_EMAIL_DOUBLE_OPT_IN").as_str() {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" | "" => false,
-            other => {
-                return Err(SettingsError::Invalid {
-                    key: "HERALD_EMAIL_DOUBLE_OPT_IN",
-                    reason: format!("{other:?} is not a boolean"),
-                });
-            }
+        let boolean = |key: &'static str| match required(key).as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" | "" => Ok(false),
+            other => Err(SettingsError::Invalid {
+                key,
+                reason: format!("{other:?} is not a boolean"),
+            }),
+        };
+        let number = |key: &'static str| {
+            required(key)
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| SettingsError::Invalid {
+                    key,
+                    reason: "must be a positive whole number".into(),
+                })
+        };
+        let list = |key: &'static str, known: &[&str]| {
+            required(key)
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|name| {
+                    if known.contains(&name) {
+                        Ok(name.to_string())
+                    } else {
+                        Err(SettingsError::Invalid {
+                            key,
+                            reason: format!("{name:?} is not one of {}", known.join(", ")),
+                        })
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let email_double_opt_in = boolean("HERALD_EMAIL_DOUBLE_OPT_IN")?;
+        let delivery = DeliverySettings {
+            max_attempts: number("HERALD_DELIVERY_MAX_ATTEMPTS")?.min(100) as u32,
+            concurrency: number("HERALD_DELIVERY_CONCURRENCY")?.min(10_000) as usize,
+            batch: number("HERALD_DELIVERY_BATCH")?.min(10_000) as usize,
+            lease: Duration::from_secs(number("HERALD_DELIVERY_LEASE_SECS")?),
         };
         let providers = ProviderSettings {
             smtp_url: secret("HERALD_SMTP_URL"),
@@ -349,6 +475,24 @@ impl Settings {
                 private_key: secret("HERALD_VAPID_PRIVATE_KEY"),
                 subject: optional("HERALD_VAPID_SUBJECT"),
             },
+            resend: ResendSettings {
+                api_url: optional_url("HERALD_RESEND_API_URL")?,
+                api_key: secret("HERALD_RESEND_API_KEY"),
+            },
+            vonage: VonageSettings {
+                api_url: optional_url("HERALD_VONAGE_API_URL")?,
+                api_key: optional("HERALD_VONAGE_API_KEY"),
+                api_secret: secret("HERALD_VONAGE_API_SECRET"),
+                from: optional("HERALD_VONAGE_FROM"),
+            },
+            dkim: DkimSettings {
+                domain: optional("HERALD_DKIM_DOMAIN"),
+                selector: optional("HERALD_DKIM_SELECTOR"),
+                private_key_file: optional("HERALD_DKIM_PRIVATE_KEY_FILE").map(Into::into),
+            },
+            email_providers: list("HERALD_EMAIL_PROVIDERS", &["smtp", "resend"])?,
+            sms_providers: list("HERALD_SMS_PROVIDERS", &["twilio", "vonage"])?,
+            webhook_allow_private: boolean("HERALD_WEBHOOK_ALLOW_PRIVATE")?,
         };
 
         Ok(Self {
@@ -368,6 +512,7 @@ impl Settings {
             providers,
             trusted_prevalidators,
             email_double_opt_in,
+            delivery,
         })
     }
 

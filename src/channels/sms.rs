@@ -274,6 +274,7 @@ mod tests {
             },
             telegram: TelegramSettings::default(),
             vapid: VapidSettings::default(),
+            ..Default::default()
         }
     }
 
