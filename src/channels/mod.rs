@@ -10,8 +10,11 @@
 //! outbox's `last_error`).
 
 pub mod email;
+pub mod resend;
 pub mod sms;
 pub mod telegram;
+pub mod vonage;
+pub mod webhook;
 pub mod webpush;
 
 use std::time::Duration;

@@ -8,9 +8,12 @@
 //! Herald work offline. Binds loopback only. Must not be used by the serving path.
 
 pub mod push;
+pub mod resend;
 pub mod smtp;
 pub mod telegram;
 pub mod twilio;
+pub mod vonage;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
