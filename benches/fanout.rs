@@ -53,6 +53,7 @@ async fn run(members: usize) -> anyhow::Result<()> {
         Roles {
             api: true,
             ingest: false,
+            deliver: false,
         },
     )
     .await?;

@@ -145,6 +145,7 @@ async fn run() -> anyhow::Result<()> {
         Roles {
             api: false,
             ingest: true,
+            deliver: false,
         },
     )
     .await?;

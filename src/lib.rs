@@ -22,6 +22,7 @@
 //! - [`sandbox`] and [`demo`]: local stand-ins for Jetstream and PLC, and the offline demo.
 pub mod auth;
 pub mod channels;
+pub mod deliver;
 pub mod demo;
 pub mod distribute;
 pub mod identity;

@@ -1,4 +1,4 @@
-//! The `herald` command line: serve, migrate, keys, demo.
+//! The `herald` command line: serve, migrate, keys, deliveries, demo.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -46,6 +46,36 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysCommand,
+    },
+    /// Inspect and re-queue deliveries.
+    Deliveries {
+        #[command(subcommand)]
+        action: DeliveriesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeliveriesCommand {
+    /// List dead letters (oldest first): deliveries that failed permanently or ran out of
+    /// attempts.
+    Dead {
+        /// Only this channel (email, sms, telegram, webpush, webhook, feed).
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back in the queue with their attempts reset: the ids given, or
+    /// every dead letter (of `--channel`, if given) with `--all`.
+    Retry {
+        ids: Vec<String>,
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
     },
 }
 
@@ -136,7 +166,73 @@ async fn main() -> anyhow::Result<()> {
                 }
             );
         }
+        Command::Deliveries { action } => {
+            let store = Store::connect(settings.database_url.expose_secret()).await?;
+            deliveries(&store, action).await?;
+        }
         Command::Demo => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+async fn deliveries(store: &Store, action: DeliveriesCommand) -> anyhow::Result<()> {
+    let check_channel = |channel: &Option<String>| -> anyhow::Result<()> {
+        match channel.as_deref() {
+            Some(c) if herald::model::Channel::parse(c).is_none() => {
+                anyhow::bail!("unknown channel {c:?}")
+            }
+            _ => Ok(()),
+        }
+    };
+    match action {
+        DeliveriesCommand::Dead {
+            channel,
+            limit,
+            json,
+        } => {
+            check_channel(&channel)?;
+            let dead = store.dead_letters(channel.as_deref(), limit).await?;
+            if json {
+                for d in &dead {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "id": d.id,
+                            "publication": d.publication_id,
+                            "recipient": d.recipient,
+                            "channel": d.channel,
+                            "attempts": d.attempts,
+                            "error": d.last_error,
+                            "createdAt": herald::storage::format_micros(d.created_at),
+                        })
+                    );
+                }
+            } else if dead.is_empty() {
+                println!("no dead letters");
+            } else {
+                println!("{:<36}  {:<8}  {:>8}  error", "id", "channel", "attempts");
+                for d in &dead {
+                    println!(
+                        "{:<36}  {:<8}  {:>8}  {}",
+                        d.id,
+                        d.channel,
+                        d.attempts,
+                        d.last_error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        DeliveriesCommand::Retry { ids, channel, all } => {
+            check_channel(&channel)?;
+            if ids.is_empty() && !all {
+                anyhow::bail!("name the dead letters to retry, or pass --all");
+            }
+            let filter = herald::storage::DeadFilter { ids, channel };
+            let requeued = store
+                .retry_dead_letters(&filter, herald::storage::now_micros())
+                .await?;
+            println!("{requeued} dead letter(s) re-queued");
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
@@ -19,6 +20,17 @@ pub struct Metrics {
     ingest_skipped: Family<Labels, Counter>,
     ingest_reconnects: Counter,
     publications: Family<Labels, Counter>,
+    /// Delivery outcomes by channel and outcome (sent, retry, dead, cancelled).
+    deliveries: Family<Labels, Counter>,
+    /// Rows claimed again after a claimer's lease ran out (it died or stalled mid-send):
+    /// each may have been sent twice.
+    deliveries_reclaimed: Counter,
+    /// Sends handed to a later provider after an earlier one failed transiently.
+    failovers: Family<Labels, Counter>,
+    breaker_opened: Family<Labels, Counter>,
+    breaker_rejected: Family<Labels, Counter>,
+    /// Outbox rows by channel and status, refreshed at each scrape.
+    outbox: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -34,6 +46,12 @@ impl Metrics {
         let ingest_skipped = Family::default();
         let ingest_reconnects = Counter::default();
         let publications = Family::default();
+        let deliveries = Family::default();
+        let deliveries_reclaimed = Counter::default();
+        let failovers = Family::default();
+        let breaker_opened = Family::default();
+        let breaker_rejected = Family::default();
+        let outbox = Family::default();
         registry.register(
             "ingest_events",
             "Firehose events received, by kind",
@@ -54,12 +72,48 @@ impl Metrics {
             "Publish calls, by outcome",
             publications.clone(),
         );
+        registry.register(
+            "deliveries",
+            "Delivery outcomes, by channel and outcome",
+            deliveries.clone(),
+        );
+        registry.register(
+            "deliveries_reclaimed",
+            "Deliveries claimed again after a lease expired (possible duplicates)",
+            deliveries_reclaimed.clone(),
+        );
+        registry.register(
+            "delivery_failovers",
+            "Sends passed to a later provider after a transient failure, by channel and provider",
+            failovers.clone(),
+        );
+        registry.register(
+            "circuit_breaker_opened",
+            "Times a provider's circuit breaker opened, by provider",
+            breaker_opened.clone(),
+        );
+        registry.register(
+            "circuit_breaker_rejected",
+            "Sends not tried because the provider's circuit breaker was open, by provider",
+            breaker_rejected.clone(),
+        );
+        registry.register(
+            "outbox",
+            "Outbox rows by channel and status (dead letters: status=dead)",
+            outbox.clone(),
+        );
         Self {
             registry,
             ingest_events,
             ingest_skipped,
             ingest_reconnects,
             publications,
+            deliveries,
+            deliveries_reclaimed,
+            failovers,
+            breaker_opened,
+            breaker_rejected,
+            outbox,
         }
     }
 
@@ -89,6 +143,66 @@ impl Metrics {
         self.publications
             .get_or_create(&vec![("outcome", outcome.to_string())])
             .inc();
+    }
+
+    pub fn delivery(&self, channel: &str, outcome: &str, n: u64) {
+        self.deliveries
+            .get_or_create(&vec![
+                ("channel", channel.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc_by(n);
+    }
+
+    pub fn delivery_count(&self, channel: &str, outcome: &str) -> u64 {
+        self.deliveries
+            .get_or_create(&vec![
+                ("channel", channel.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .get()
+    }
+
+    pub fn delivery_reclaimed(&self) {
+        self.deliveries_reclaimed.inc();
+    }
+
+    pub fn reclaimed_count(&self) -> u64 {
+        self.deliveries_reclaimed.get()
+    }
+
+    pub fn failover(&self, channel: &str, provider: &str) {
+        self.failovers
+            .get_or_create(&vec![
+                ("channel", channel.to_string()),
+                ("provider", provider.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn breaker_opened(&self, provider: &str) {
+        self.breaker_opened
+            .get_or_create(&vec![("provider", provider.to_string())])
+            .inc();
+    }
+
+    pub fn breaker_rejected(&self, provider: &str) {
+        self.breaker_rejected
+            .get_or_create(&vec![("provider", provider.to_string())])
+            .inc();
+    }
+
+    /// Replace the outbox gauges with fresh `(channel, status, count)` figures.
+    pub fn set_outbox(&self, counts: &[(String, String, i64)]) {
+        self.outbox.clear();
+        for (channel, status, count) in counts {
+            self.outbox
+                .get_or_create(&vec![
+                    ("channel", channel.clone()),
+                    ("status", status.clone()),
+                ])
+                .set(*count);
+        }
     }
 
     pub fn render(&self) -> String {

@@ -123,6 +123,9 @@ pub struct PreferencesRecord {
     pub default_routes: Vec<Route>,
     #[serde(default)]
     pub paused_all: bool,
+    /// BCP 47 language tag for the messages Herald renders for the member.
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

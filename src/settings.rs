@@ -58,6 +58,9 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("HERALD_DELIVERY_CONCURRENCY", Some("64")),
     ("HERALD_DELIVERY_BATCH", Some("256")),
     ("HERALD_DELIVERY_LEASE_SECS", Some("120")),
+    ("HERALD_DELIVERY_RETRY_BASE_MS", Some("30000")),
+    ("HERALD_DELIVERY_RETRY_MAX_SECS", Some("21600")),
+    ("HERALD_DELIVERY_POLL_MS", Some("1000")),
     ("HERALD_TRUSTED_PREVALIDATORS", Some("")),
     ("HERALD_EMAIL_DOUBLE_OPT_IN", Some("false")),
 ];
@@ -173,6 +176,12 @@ pub struct DeliverySettings {
     pub batch: usize,
     /// How long a claim lasts; a process killed mid-send loses its claim after this.
     pub lease: Duration,
+    /// First retry delay; each later one doubles, with jitter, up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// How often an idle dispatcher looks for due deliveries (a publish in the same process
+    /// wakes it at once).
+    pub poll: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -182,6 +191,9 @@ impl Default for DeliverySettings {
             concurrency: 64,
             batch: 256,
             lease: Duration::from_secs(120),
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(6 * 60 * 60),
+            poll: Duration::from_secs(1),
         }
     }
 }
@@ -455,6 +467,9 @@ impl Settings {
             concurrency: number("HERALD_DELIVERY_CONCURRENCY")?.min(10_000) as usize,
             batch: number("HERALD_DELIVERY_BATCH")?.min(10_000) as usize,
             lease: Duration::from_secs(number("HERALD_DELIVERY_LEASE_SECS")?),
+            retry_base: Duration::from_millis(number("HERALD_DELIVERY_RETRY_BASE_MS")?),
+            retry_max: Duration::from_secs(number("HERALD_DELIVERY_RETRY_MAX_SECS")?),
+            poll: Duration::from_millis(number("HERALD_DELIVERY_POLL_MS")?),
         };
         let providers = ProviderSettings {
             smtp_url: secret("HERALD_SMTP_URL"),

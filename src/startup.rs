@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::ServiceAuth;
 use crate::channels::{ChannelConfigError, Channels};
+use crate::deliver::{Dispatcher, ProviderConfigError, Providers};
 use crate::identity::{Resolver, ResolverConfig};
 use crate::ingest::Ingest;
 use crate::lexicon::Lexicons;
@@ -31,26 +32,27 @@ const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Roles {
     pub api: bool,
     pub ingest: bool,
+    pub deliver: bool,
 }
 
 impl Roles {
     pub const ALL: Roles = Roles {
         api: true,
         ingest: true,
+        deliver: true,
     };
 
     pub fn parse(list: &str) -> Result<Self, String> {
         let mut roles = Roles {
             api: false,
             ingest: false,
+            deliver: false,
         };
         for role in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
             match role {
                 "api" => roles.api = true,
                 "ingest" => roles.ingest = true,
-                // Delivery has no external channel to drain yet; accepted so deployment
-                // manifests can name it already, and it does nothing.
-                "deliver" => {}
+                "deliver" => roles.deliver = true,
                 other => return Err(format!("unknown role {other:?} (api, ingest, deliver)")),
             }
         }
@@ -68,6 +70,8 @@ pub enum StartupError {
     Keys(#[from] KeyError),
     #[error("channel provider settings: {0}")]
     Channels(#[from] ChannelConfigError),
+    #[error("delivery provider settings: {0}")]
+    Providers(#[from] ProviderConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -102,6 +106,9 @@ impl Application {
         ));
         let vault = Arc::new(Self::open_vault(&settings, store.clone(), auth.clone()).await?);
         let shutdown = CancellationToken::new();
+        // A publish in this process wakes this process's dispatcher at once; other processes
+        // find the new rows at their next poll.
+        let wake = Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
 
         let mut port = 0;
@@ -120,11 +127,18 @@ impl Application {
                     metrics: metrics.clone(),
                     vault: vault.clone(),
                     limits: Arc::new(xrpc::limits::Limits::new()),
+                    wake: wake.clone(),
                 })
                 .merge(web::router(web::WebState {
                     service_did: settings.service_did.clone(),
                     public_url: settings.public_url.to_string(),
                     metrics: metrics.clone(),
+                    store: store.clone(),
+                }))
+                .merge(web::feed::router(web::feed::FeedState {
+                    vault: vault.clone(),
+                    store: store.clone(),
+                    public_url: settings.public_url.to_string(),
                 }))
                 .merge(web::pages::router(web::pages::PagesState::new(
                     vault.clone(),
@@ -159,6 +173,20 @@ impl Application {
                     tracing::error!(error = %e, "ingest stopped");
                 }
             }));
+        }
+        if roles.deliver {
+            let providers =
+                Providers::from_settings(&settings.providers, vault.channels(), metrics.clone())?;
+            let dispatcher = Arc::new(Dispatcher::new(
+                store.clone(),
+                vault.clone(),
+                providers,
+                metrics.clone(),
+                settings.delivery,
+                wake,
+            ));
+            let token = shutdown.clone();
+            tasks.push(tokio::spawn(dispatcher.run(token)));
         }
         tracing::info!(port, ?roles, service_did = %settings.service_did, "herald started");
         Ok(Self {

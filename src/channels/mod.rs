@@ -98,12 +98,13 @@ pub(crate) fn transport_error(provider: &str, err: reqwest::Error) -> SendError 
 }
 
 /// Every channel's adapter, present when its provider is configured.
-#[derive(Default)]
 pub struct Channels {
     pub email: Option<email::EmailSender>,
     pub sms: Option<sms::SmsSender>,
     pub telegram: Option<telegram::TelegramBot>,
     pub webpush: Option<webpush::WebPushSender>,
+    /// Always there: a webhook needs no provider, only the member's endpoint.
+    pub webhook: webhook::WebhookSender,
 }
 
 /// A provider is configured but its settings do not work.
@@ -131,6 +132,8 @@ impl Channels {
                 .map_err(|e| fail("telegram")(&e))?,
             webpush: webpush::WebPushSender::from_settings(settings)
                 .map_err(|e| fail("webpush")(&e))?,
+            webhook: webhook::WebhookSender::new(settings.webhook_allow_private)
+                .map_err(|e| fail("webhook")(&e))?,
         })
     }
 

@@ -312,17 +312,18 @@ async fn apply_derived(
     }
     for chunk in preferences.chunks(RECORD_CHUNK) {
         let sql = format!(
-            "INSERT INTO preferences (did, default_routes, paused_all) VALUES {} \
+            "INSERT INTO preferences (did, default_routes, paused_all, language) VALUES {} \
              ON CONFLICT (did) DO UPDATE SET default_routes = excluded.default_routes, \
-             paused_all = excluded.paused_all",
-            values_placeholders(backend, chunk.len(), 3)
+             paused_all = excluded.paused_all, language = excluded.language",
+            values_placeholders(backend, chunk.len(), 4)
         );
         let mut query = sqlx::query(&sql);
         for (did, p) in chunk {
             query = query
                 .bind(*did)
                 .bind(to_json(&p.default_routes)?)
-                .bind(i64::from(p.paused_all));
+                .bind(i64::from(p.paused_all))
+                .bind(p.language.as_deref());
         }
         query.execute(&mut **tx).await?;
     }

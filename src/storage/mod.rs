@@ -15,6 +15,7 @@
 mod distribution;
 mod inbox;
 mod index;
+mod outbox;
 mod vault;
 
 use std::path::Path;
@@ -27,6 +28,9 @@ use sqlx::{AnyPool, Executor};
 pub use distribution::{CommunityInfo, NewPublication, PublicationOutcome, SubscriberPage};
 pub use inbox::NotificationRow;
 pub use index::{ApplyStats, IndexOp, MemberRecords};
+pub use outbox::{
+    Claimed, DeadFilter, DeadLetter, FeedEntry, Outcome, PublicationContext, Settled,
+};
 pub use vault::{
     ChallengeRow, ContactRow, EmailAddressRow, NewContact, SealedRow, StandaloneRow, VaultStore,
 };

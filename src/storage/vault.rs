@@ -28,6 +28,9 @@ pub struct ContactRow {
     pub created_at: i64,
     pub verified_at: Option<i64>,
     pub transfer_from: Option<String>,
+    /// Set when a provider reported the address gone; a disabled contact is not delivered to.
+    pub disabled_at: Option<i64>,
+    pub disabled_reason: Option<String>,
 }
 
 pub struct NewContact<'a> {
@@ -83,7 +86,8 @@ pub struct ChallengeRow {
 }
 
 const CONTACT_COLUMNS: &str = "SELECT id, owner, channel, status, address, address_index, \
-     key_version, created_at, verified_at, transfer_from FROM contacts";
+     key_version, created_at, verified_at, transfer_from, disabled_at, disabled_reason \
+     FROM contacts";
 
 impl VaultStore {
     /// Connect to the vault database (creating a SQLite file if needed) and migrate it.
@@ -149,6 +153,92 @@ impl VaultStore {
         .fetch_all(&self.db.write)
         .await?;
         rows.iter().map(decode_contact).collect()
+    }
+
+    /// Verified, enabled contacts of `owner` on `channel`, oldest first: where a delivery goes.
+    pub async fn deliverable_contacts(
+        &self,
+        owner: &str,
+        channel: &str,
+    ) -> Result<Vec<ContactRow>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "{CONTACT_COLUMNS} WHERE owner = $1 AND channel = $2 AND status = 'verified' \
+             AND disabled_at IS NULL ORDER BY created_at, id"
+        ))
+        .bind(owner)
+        .bind(channel)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter().map(decode_contact).collect()
+    }
+
+    /// Stop delivering to a contact a provider reported gone; verifying it again re-enables it.
+    pub async fn disable_contact(&self, id: &str, reason: &str) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE contacts SET disabled_at = $1, disabled_reason = $2 \
+             WHERE id = $3 AND disabled_at IS NULL",
+        )
+        .bind(now_micros())
+        .bind(reason)
+        .bind(id)
+        .execute(&self.db.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Remove a contact whatever its owner (a push subscription its push service expired).
+    pub async fn forget_contact(&self, id: &str) -> Result<(), StorageError> {
+        sqlx::query("DELETE FROM contacts WHERE id = $1")
+            .bind(id)
+            .execute(&self.db.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Give `owner` a private feed reached by the token hashed as `token_hash`, replacing
+    /// (and so revoking) any earlier one.
+    pub async fn put_feed(&self, owner: &str, token_hash: &[u8]) -> Result<i64, StorageError> {
+        let now = now_micros();
+        sqlx::query(
+            "INSERT INTO feeds (owner, token_hash, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (owner) DO UPDATE SET token_hash = excluded.token_hash, \
+             created_at = excluded.created_at",
+        )
+        .bind(owner)
+        .bind(token_hash.to_vec())
+        .bind(now)
+        .execute(&self.db.write)
+        .await?;
+        Ok(now)
+    }
+
+    /// The owner of the feed whose token hashes to `token_hash`.
+    pub async fn feed_owner(&self, token_hash: &[u8]) -> Result<Option<String>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT owner FROM feeds WHERE token_hash = $1")
+                .bind(token_hash.to_vec())
+                .fetch_optional(&self.db.read)
+                .await?,
+        )
+    }
+
+    /// When `owner`'s feed was created, if they have one.
+    pub async fn feed_created(&self, owner: &str) -> Result<Option<i64>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT created_at FROM feeds WHERE owner = $1")
+                .bind(owner)
+                .fetch_optional(&self.db.read)
+                .await?,
+        )
+    }
+
+    /// Revoke `owner`'s feed URL. `false` if there was none.
+    pub async fn delete_feed(&self, owner: &str) -> Result<bool, StorageError> {
+        let done = sqlx::query("DELETE FROM feeds WHERE owner = $1")
+            .bind(owner)
+            .execute(&self.db.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Remove one of `owner`'s contacts (and its challenge). `false` if there was none.
@@ -253,8 +343,8 @@ impl VaultStore {
                 .await?;
         }
         sqlx::query(
-            "UPDATE contacts SET status = 'verified', verified_at = $1, transfer_from = NULL \
-             WHERE id = $2",
+            "UPDATE contacts SET status = 'verified', verified_at = $1, transfer_from = NULL, \
+             disabled_at = NULL, disabled_reason = NULL WHERE id = $2",
         )
         .bind(now)
         .bind(&contact.id)
@@ -518,7 +608,8 @@ impl VaultStore {
     }
 
     /// `(owner, channel)` for every verified contact of `owners` that may be delivered to:
-    /// an email contact also needs its address neither unsubscribed nor suppressed.
+    /// not disabled, and an email contact also needs its address neither unsubscribed nor
+    /// suppressed. A member with a private feed is reachable on `feed`.
     pub async fn reachable(
         &self,
         owners: &[String],
@@ -530,9 +621,10 @@ impl VaultStore {
                 "SELECT c.owner, c.channel FROM contacts c \
                  LEFT JOIN email_addresses a ON c.channel = 'email' \
                       AND a.address_index = c.address_index \
-                 WHERE c.status = 'verified' AND c.owner IN ({}) \
+                 WHERE c.status = 'verified' AND c.disabled_at IS NULL AND c.owner IN ({0}) \
                  AND (c.channel <> 'email' OR (a.id IS NOT NULL AND a.unsubscribed_at IS NULL \
-                      AND a.suppressed_at IS NULL))",
+                      AND a.suppressed_at IS NULL)) \
+                 UNION ALL SELECT owner, 'feed' FROM feeds WHERE owner IN ({0})",
                 placeholders.join(",")
             );
             let mut query = sqlx::query(&sql);
@@ -647,6 +739,8 @@ fn decode_contact(row: &AnyRow) -> Result<ContactRow, StorageError> {
         created_at: row.try_get("created_at")?,
         verified_at: row.try_get("verified_at")?,
         transfer_from: row.try_get("transfer_from")?,
+        disabled_at: row.try_get("disabled_at")?,
+        disabled_reason: row.try_get("disabled_reason")?,
     })
 }
 

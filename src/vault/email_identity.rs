@@ -90,6 +90,8 @@ impl Vault {
                     expires_at: None,
                     pairing_url: None,
                 },
+                secret: None,
+                feed_url: None,
             });
         }
         if transfer_from.is_none() {

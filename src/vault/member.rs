@@ -7,11 +7,13 @@ use super::address::{
     mask, parse_email, parse_phone, parse_push_subscription, parse_telegram_chat,
 };
 use super::crypto::{random_code, random_token};
+use super::delivery::SealedWebhook;
 use super::{
     CODE_DIGITS, CODE_TTL_SECS, MAX_CODE_ATTEMPTS, PAIRING_TTL_SECS, RESEND_COOLDOWN_SECS, Vault,
     VaultError, contact_aad, now_micros, secs,
 };
 use crate::channels::telegram::Update;
+use crate::channels::webhook::{self, WebhookSecret};
 use crate::model::{Channel, PushSubscription};
 use crate::storage::{ContactRow, NewContact, format_micros};
 
@@ -19,6 +21,10 @@ use crate::storage::{ContactRow, NewContact, format_micros};
 pub(super) const CODE: &str = "contact-code";
 pub(super) const LINK: &str = "contact-link";
 pub(super) const PAIRING: &str = "telegram-pairing";
+/// Purpose of a private feed's token.
+pub(super) const FEED: &str = "feed-token";
+/// A member has one feed; it is listed and removed under this id.
+pub const FEED_CONTACT_ID: &str = "feed";
 
 /// `community.herald.contact.add` input, already authenticated as `owner`.
 pub struct AddContact {
@@ -34,6 +40,12 @@ pub struct AddedContact {
     pub id: String,
     pub status: &'static str,
     pub verification: Verification,
+    /// For a webhook: its signing secret, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// For a feed: its private URL, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feed_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,10 +91,10 @@ impl Vault {
         input: AddContact,
     ) -> Result<AddedContact, VaultError> {
         let channel = Channel::parse(&input.channel)
-            .filter(|c| !matches!(c, Channel::Inbox | Channel::Feed | Channel::Webhook))
+            .filter(|c| *c != Channel::Inbox)
             .ok_or_else(|| {
                 VaultError::InvalidRequest(
-                    "channel must be one of email, sms, telegram, webpush".into(),
+                    "channel must be one of email, sms, telegram, webpush, webhook, feed".into(),
                 )
             })?;
         let address = input.address.as_deref().map(str::trim);
@@ -182,7 +194,70 @@ impl Vault {
                 .await?;
                 Ok(pending(&contact.id, "webpush", expires_at, None))
             }
-            Channel::Inbox | Channel::Feed | Channel::Webhook => unreachable!("refused above"),
+            Channel::Webhook => {
+                let raw = address.unwrap_or_default();
+                let url = webhook::parse_endpoint(raw, self.config.webhook_allow_private)
+                    .map_err(|e| VaultError::InvalidRequest(e.to_string()))?;
+                let fresh = SealedWebhook {
+                    url: url.to_string(),
+                    secret: WebhookSecret::generate().expose(),
+                };
+                let stored = serde_json::to_string(&fresh)
+                    .map_err(|e| VaultError::InvalidRequest(e.to_string()))?;
+                // The blind index covers the owner: two members may use one endpoint (a
+                // shared automation), and neither learns of the other.
+                let (contact, expires_at) = self
+                    .claim_address_keyed(
+                        owner,
+                        Channel::Webhook,
+                        &format!("{owner} {url}"),
+                        &stored,
+                        CODE_TTL_SECS,
+                    )
+                    .await?;
+                // A resend keeps the secret given the first time.
+                let hook: SealedWebhook = match &contact.address {
+                    Some(sealed) => serde_json::from_str(&self.open_string(
+                        &contact_aad(&contact.id, &contact.owner, &contact.channel),
+                        sealed,
+                    )?)
+                    .map_err(|_| VaultError::InvalidRequest("stored webhook is corrupt".into()))?,
+                    None => fresh,
+                };
+                let secret = WebhookSecret::parse(&hook.secret)
+                    .map_err(|_| VaultError::InvalidRequest("stored webhook is corrupt".into()))?;
+                let code = self.open_code_challenge(&contact.id, expires_at).await?;
+                let payload = serde_json::json!({
+                    "type": "community.herald.contact.verify",
+                    "contact": contact.id,
+                    "code": code,
+                });
+                self.channels
+                    .webhook
+                    .send(&url, &secret, &format!("verify-{}", contact.id), &payload)
+                    .await?;
+                let mut added = pending(&contact.id, "webhook", expires_at, None);
+                added.secret = Some(hook.secret);
+                Ok(added)
+            }
+            Channel::Feed => {
+                let token = random_token();
+                self.store
+                    .put_feed(owner, &self.hash_secret(FEED, &token))
+                    .await?;
+                Ok(AddedContact {
+                    id: FEED_CONTACT_ID.into(),
+                    status: "verified",
+                    verification: Verification {
+                        method: "feed",
+                        expires_at: None,
+                        pairing_url: None,
+                    },
+                    secret: None,
+                    feed_url: Some(self.feed_url(&token)),
+                })
+            }
+            Channel::Inbox => unreachable!("refused above"),
         }
     }
 
@@ -432,17 +507,53 @@ impl Vault {
                 id: contact.id,
                 channel: contact.channel,
                 address,
-                status: contact.status,
+                // A provider reported it gone: shown so the member knows why it went quiet.
+                status: if contact.disabled_at.is_some() {
+                    "disabled".to_string()
+                } else {
+                    contact.status
+                },
                 verified_at: contact.verified_at.map(format_micros),
                 created_at: format_micros(contact.created_at),
+            });
+        }
+        if let Some(created) = self.store.feed_created(owner).await? {
+            out.push(ContactView {
+                id: FEED_CONTACT_ID.into(),
+                channel: Channel::Feed.as_str().into(),
+                // The URL is a secret shown once; the list only says there is one.
+                address: "private Atom feed".into(),
+                status: "verified".into(),
+                verified_at: Some(format_micros(created)),
+                created_at: format_micros(created),
             });
         }
         Ok(out)
     }
 
-    /// `community.herald.contact.remove`.
+    /// The private feed whose URL carries `token`: its owner, if the token is current.
+    pub async fn feed_owner(&self, token: &str) -> Result<Option<String>, VaultError> {
+        Ok(self
+            .store
+            .feed_owner(&self.hash_secret(FEED, token))
+            .await?)
+    }
+
+    fn feed_url(&self, token: &str) -> String {
+        let mut url = self.config.public_url.clone();
+        url.set_path(&format!("/feed/{token}"));
+        url.set_query(None);
+        url.to_string()
+    }
+
+    /// `community.herald.contact.remove`. The feed's id revokes the feed URL.
     pub async fn remove_contact(&self, owner: &str, id: &str) -> Result<(), VaultError> {
-        if self.store.delete_contact(owner, id).await? {
+        let removed = if id == FEED_CONTACT_ID {
+            self.store.delete_feed(owner).await?
+        } else {
+            self.store.delete_contact(owner, id).await?
+        };
+        if removed {
             Ok(())
         } else {
             Err(VaultError::ContactNotFound)
@@ -484,5 +595,7 @@ pub(super) fn pending(
             expires_at: Some(format_micros(expires_at)),
             pairing_url,
         },
+        secret: None,
+        feed_url: None,
     }
 }

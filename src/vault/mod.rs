@@ -14,6 +14,7 @@
 
 pub mod address;
 pub mod crypto;
+mod delivery;
 mod email_identity;
 mod member;
 mod messages;
@@ -21,7 +22,9 @@ mod rotation;
 
 use std::sync::{Arc, RwLock};
 
+pub use delivery::Target;
 pub use email_identity::{ManageAction, ManageView, SubscribeOutcome};
+pub use member::FEED_CONTACT_ID;
 pub use member::{AddContact, AddedContact, ContactView, VerifiedContact};
 pub use rotation::RotationReport;
 
@@ -104,6 +107,8 @@ pub struct VaultConfig {
     pub trusted_prevalidators: Vec<String>,
     pub double_opt_in: bool,
     pub keys: VaultSettings,
+    /// Webhook endpoints may be loopback or private addresses (`HERALD_WEBHOOK_ALLOW_PRIVATE`).
+    pub webhook_allow_private: bool,
 }
 
 impl VaultConfig {
@@ -114,6 +119,7 @@ impl VaultConfig {
             trusted_prevalidators: settings.trusted_prevalidators.clone(),
             double_opt_in: settings.email_double_opt_in,
             keys: settings.vault.clone(),
+            webhook_allow_private: settings.providers.webhook_allow_private,
         }
     }
 }

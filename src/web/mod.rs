@@ -1,9 +1,11 @@
 //! Web: what Herald serves outside `/xrpc/` — its DID document and the metrics endpoint.
 //!
 //! Owns `/.well-known/did.json` (so a member's PDS can proxy calls here with
-//! `atproto-proxy: <service DID>#herald_appview`) and `/metrics`. Must not touch storage
-//! beyond what those pages show.
+//! `atproto-proxy: <service DID>#herald_appview`) and `/metrics` (which counts the outbox by
+//! channel and status at each scrape, so dead letters show whichever process is scraped).
+//! Must not touch storage beyond what those pages show.
 
+pub mod feed;
 pub mod pages;
 
 use std::sync::Arc;
@@ -16,12 +18,14 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::metrics::Metrics;
+use crate::storage::Store;
 
 #[derive(Clone)]
 pub struct WebState {
     pub service_did: String,
     pub public_url: String,
     pub metrics: Arc<Metrics>,
+    pub store: Store,
 }
 
 pub fn router(state: WebState) -> Router {
@@ -49,6 +53,11 @@ async fn did_document(State(state): State<WebState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<WebState>) -> impl IntoResponse {
+    match state.store.outbox_counts().await {
+        Ok(counts) => state.metrics.set_outbox(&counts),
+        // The counters still render; the gauges keep their last figures.
+        Err(e) => tracing::warn!(error = %e, "outbox counts unavailable for /metrics"),
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub vault: Arc<Vault>,
     pub limits: Arc<limits::Limits>,
+    /// Wakes this process's dispatcher when a publish queued deliveries.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 pub fn router() -> Router<AppState> {

@@ -72,6 +72,9 @@ pub async fn handle(
             return Err(e.into());
         }
     };
+    if !outcome.duplicate {
+        state.wake.notify_one();
+    }
     state.metrics.publication(if outcome.duplicate {
         "duplicate"
     } else {

@@ -61,6 +61,8 @@ pub struct TestApp {
     /// A pre-validator the operator trusts (seed 002), registered with the local PLC.
     pub prevalidator: Identity,
     pub double_opt_in: bool,
+    /// Run the dispatcher too (delivery tests); publish tests look at the outbox it leaves.
+    pub deliver: bool,
 }
 
 /// The local providers a test asked for: a real SMTP server (aiosmtpd), and local servers
@@ -86,6 +88,7 @@ pub struct With {
     pub telegram: bool,
     pub push: bool,
     pub double_opt_in: bool,
+    pub deliver: bool,
 }
 
 pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> String {
@@ -177,6 +180,7 @@ pub async fn spawn_app_with(backend: Backend, with: With) -> TestApp {
         providers,
         prevalidator,
         double_opt_in: with.double_opt_in,
+        deliver: with.deliver,
     };
     test.start().await;
     test
@@ -202,6 +206,12 @@ impl TestApp {
             ),
             ("HERALD_EMAIL_DOUBLE_OPT_IN", self.double_opt_in.to_string()),
             ("HERALD_EMAIL_FROM", "Herald <herald@herald.test>".into()),
+            // Tests send to local servers on loopback, and must not wait minutes for a retry.
+            ("HERALD_WEBHOOK_ALLOW_PRIVATE", "true".into()),
+            ("HERALD_DELIVERY_RETRY_BASE_MS", "50".into()),
+            ("HERALD_DELIVERY_RETRY_MAX_SECS", "1".into()),
+            ("HERALD_DELIVERY_POLL_MS", "50".into()),
+            ("HERALD_DELIVERY_MAX_ATTEMPTS", "4".into()),
         ];
         if let Some(smtp) = &self.providers.smtp {
             values.push(("HERALD_SMTP_URL", smtp.url()));
@@ -241,7 +251,11 @@ impl TestApp {
     }
 
     async fn start(&mut self) {
-        let app = Application::build(self.settings(), Roles::ALL)
+        let roles = Roles {
+            deliver: self.deliver,
+            ..Roles::ALL
+        };
+        let app = Application::build(self.settings(), roles)
             .await
             .expect("app starts");
         self.base = format!("http://127.0.0.1:{}", app.port());

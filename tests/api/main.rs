@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod contacts;
+mod deliver;
 mod email_identity;
 mod inbox;
 mod ingest;

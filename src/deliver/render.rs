@@ -1,0 +1,342 @@
+//! Rendering one publication for one channel, in the member's language where Herald has it.
+//!
+//! Templates live in `templates/delivery/` (minijinja, embedded at build time): one template
+//! per channel shared by every language, and the words that differ per language in
+//! `strings.toml`. HTML is auto-escaped (the template name ends in `.html`), text is not.
+//! Everything here is pure: no storage, no network.
+
+use std::collections::BTreeMap;
+
+use minijinja::{Environment, context};
+use serde::Serialize;
+
+use crate::channels::webpush::MAX_PAYLOAD;
+use crate::storage::PublicationContext;
+
+/// The language used when a member set none, or one Herald has no words for.
+pub const DEFAULT_LANGUAGE: &str = "en";
+
+/// An SMS longer than this is cut: three GSM-7 segments, a bound on what one item may cost.
+pub const MAX_SMS_CHARS: usize = 459;
+/// Telegram's limit for one message's text.
+pub const MAX_TELEGRAM_CHARS: usize = 4096;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "subject.txt",
+        include_str!("../../templates/delivery/subject.txt"),
+    ),
+    (
+        "email.txt",
+        include_str!("../../templates/delivery/email.txt"),
+    ),
+    (
+        "email.html",
+        include_str!("../../templates/delivery/email.html"),
+    ),
+    ("sms.txt", include_str!("../../templates/delivery/sms.txt")),
+    (
+        "telegram.txt",
+        include_str!("../../templates/delivery/telegram.txt"),
+    ),
+];
+const STRINGS: &str = include_str!("../../templates/delivery/strings.toml");
+
+/// A rendered email: subject, text and HTML bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedEmail {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// What templates see of a publication.
+#[derive(Debug, Clone, Serialize)]
+struct Item<'a> {
+    community: &'a str,
+    title: &'a str,
+    text: Option<&'a str>,
+    url: Option<&'a str>,
+    pipe: &'a str,
+}
+
+impl<'a> Item<'a> {
+    fn of(p: &'a PublicationContext) -> Self {
+        Self {
+            community: p.community_name.as_deref().unwrap_or(&p.community),
+            title: &p.title,
+            text: p.text.as_deref(),
+            url: p.url.as_deref(),
+            pipe: &p.pipe,
+        }
+    }
+}
+
+pub struct Renderer {
+    env: Environment<'static>,
+    strings: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Renderer {
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        // Undefined variables are a bug in a template, not something to print as empty.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("delivery template {name} does not parse: {e}"));
+        }
+        let strings: BTreeMap<String, BTreeMap<String, String>> =
+            toml::from_str(STRINGS).expect("templates/delivery/strings.toml parses");
+        let english = &strings[DEFAULT_LANGUAGE];
+        for (lang, words) in &strings {
+            assert!(
+                words.keys().eq(english.keys()),
+                "strings.toml: [{lang}] must have the same keys as [en]"
+            );
+        }
+        Self { env, strings }
+    }
+
+    /// The language Herald renders in for a member's BCP 47 tag: the tag's primary subtag
+    /// when Herald has words for it, else English.
+    pub fn language(&self, tag: Option<&str>) -> &str {
+        let primary = tag
+            .and_then(|t| t.split(['-', '_']).next())
+            .map(str::to_ascii_lowercase);
+        match primary.and_then(|p| self.strings.get_key_value(p.as_str())) {
+            Some((key, _)) => key,
+            None => DEFAULT_LANGUAGE,
+        }
+    }
+
+    /// Languages Herald has words for.
+    pub fn languages(&self) -> impl Iterator<Item = &str> {
+        self.strings.keys().map(String::as_str)
+    }
+
+    fn render(&self, name: &str, lang: &str, ctx: minijinja::Value) -> String {
+        let lang = self.language(Some(lang));
+        let ctx = context! { lang, s => &self.strings[lang], ..ctx };
+        // Templates are fixed at build time and every one is rendered by the tests below.
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .unwrap_or_else(|e| panic!("delivery template {name} failed: {e}"))
+    }
+
+    pub fn email(
+        &self,
+        lang: &str,
+        publication: &PublicationContext,
+        manage_url: &str,
+        unsubscribe_url: &str,
+    ) -> RenderedEmail {
+        let ctx = context! { item => Item::of(publication), manage_url, unsubscribe_url };
+        let subject = self.render("subject.txt", lang, ctx.clone());
+        RenderedEmail {
+            // A subject is one line whatever the title holds.
+            subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
+            text: self.render("email.txt", lang, ctx.clone()),
+            html: self.render("email.html", lang, ctx),
+        }
+    }
+
+    pub fn sms(&self, lang: &str, publication: &PublicationContext) -> String {
+        let text = self.render("sms.txt", lang, context! { item => Item::of(publication) });
+        truncate(text.trim(), MAX_SMS_CHARS)
+    }
+
+    pub fn telegram(&self, lang: &str, publication: &PublicationContext) -> String {
+        let text = self.render(
+            "telegram.txt",
+            lang,
+            context! { item => Item::of(publication) },
+        );
+        truncate(text.trim(), MAX_TELEGRAM_CHARS)
+    }
+
+    /// The JSON a service worker receives, within the push payload limit (the text is
+    /// shortened, never the title or link, when the item is long).
+    pub fn push(&self, publication: &PublicationContext, delivery_id: &str) -> Vec<u8> {
+        let item = Item::of(publication);
+        let mut body = publication.text.clone().unwrap_or_default();
+        loop {
+            let payload = serde_json::json!({
+                "type": "community.herald.notification",
+                "id": delivery_id,
+                "community": item.community,
+                "title": item.title,
+                "body": body,
+                "url": item.url,
+            });
+            let bytes = payload.to_string().into_bytes();
+            if bytes.len() <= MAX_PAYLOAD || body.is_empty() {
+                return bytes;
+            }
+            let keep = body
+                .chars()
+                .count()
+                .saturating_sub(bytes.len() - MAX_PAYLOAD + 1);
+            body = truncate(&body, keep);
+            if keep == 0 {
+                body.clear();
+            }
+        }
+    }
+
+    /// The JSON body of a webhook delivery (the Standard Webhooks `type` + `data` shape).
+    pub fn webhook(
+        &self,
+        publication: &PublicationContext,
+        recipient: &str,
+        published_at: &str,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "type": "community.herald.notification",
+            "timestamp": published_at,
+            "data": {
+                "publication": publication.id,
+                "community": publication.community,
+                "communityName": publication.community_name,
+                "pipe": publication.pipe,
+                "itemId": publication.item_id,
+                "title": publication.title,
+                "text": publication.text,
+                "url": publication.url,
+                "recipient": recipient,
+            }
+        })
+    }
+}
+
+/// At most `max` characters, ending in `…` when cut.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication() -> PublicationContext {
+        PublicationContext {
+            id: "pub-1".into(),
+            community: "did:plc:community".into(),
+            community_name: Some("Gardeners <& Friends>".into()),
+            pipe: "opportunity".into(),
+            item_id: "item-1".into(),
+            title: "Plant trees on Saturday".into(),
+            text: Some("Bring gloves.".into()),
+            url: Some("https://example.org/trees?a=1&b=2".into()),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn language_falls_back_to_english() {
+        let r = Renderer::new();
+        assert_eq!(r.language(Some("fr")), "fr");
+        assert_eq!(r.language(Some("fr-CA")), "fr");
+        assert_eq!(r.language(Some("ES")), "es");
+        assert_eq!(r.language(Some("pt-BR")), "en");
+        assert_eq!(r.language(None), "en");
+        assert_eq!(r.language(Some("")), "en");
+        assert_eq!(
+            r.languages().collect::<Vec<_>>(),
+            vec!["de", "en", "es", "fr"]
+        );
+    }
+
+    #[test]
+    fn email_has_text_html_links_and_language() {
+        let r = Renderer::new();
+        let e = r.email(
+            "fr",
+            &publication(),
+            "https://h/manage?token=t",
+            "https://h/unsubscribe?token=t",
+        );
+        assert_eq!(e.subject, "Gardeners <& Friends>: Plant trees on Saturday");
+        assert!(e.text.contains("Bring gloves."));
+        assert!(e.text.contains("Ouvrir: https://example.org/trees?a=1&b=2"));
+        assert!(
+            e.text
+                .contains("Gérer les notifications: https://h/manage?token=t")
+        );
+        assert!(e.text.contains("https://h/unsubscribe?token=t"));
+        // HTML is escaped; text is not.
+        assert!(
+            e.html.contains("Gardeners &lt;&amp; Friends&gt;"),
+            "{}",
+            e.html
+        );
+        assert!(
+            e.html
+                .contains(r#"href="https://example.org/trees?a=1&amp;b=2""#)
+        );
+        assert!(e.html.contains(r#"<html lang="fr">"#));
+        let en = r.email("xx", &publication(), "m", "u");
+        assert!(en.text.contains("Manage notifications: m"));
+    }
+
+    #[test]
+    fn subject_is_one_line() {
+        let mut p = publication();
+        p.title = "Two\nlines".into();
+        let e = Renderer::new().email("en", &p, "m", "u");
+        assert_eq!(e.subject, "Gardeners <& Friends>: Two lines");
+    }
+
+    #[test]
+    fn sms_and_telegram_are_bounded() {
+        let r = Renderer::new();
+        assert_eq!(
+            r.sms("en", &publication()),
+            "Gardeners <& Friends>: Plant trees on Saturday https://example.org/trees?a=1&b=2"
+        );
+        let mut long = publication();
+        long.title = "x".repeat(2_000);
+        long.text = Some("y".repeat(10_000));
+        assert_eq!(r.sms("en", &long).chars().count(), MAX_SMS_CHARS);
+        assert!(r.sms("en", &long).ends_with('…'));
+        assert_eq!(r.telegram("de", &long).chars().count(), MAX_TELEGRAM_CHARS);
+        let t = r.telegram("en", &publication());
+        assert!(t.starts_with("Gardeners <& Friends>\nPlant trees on Saturday\n\nBring gloves."));
+    }
+
+    #[test]
+    fn push_payload_fits_the_limit() {
+        let r = Renderer::new();
+        let small: serde_json::Value =
+            serde_json::from_slice(&r.push(&publication(), "d1")).unwrap();
+        assert_eq!(small["title"], "Plant trees on Saturday");
+        assert_eq!(small["id"], "d1");
+        let mut long = publication();
+        long.text = Some("é".repeat(5_000));
+        let bytes = r.push(&long, "d1");
+        assert!(bytes.len() <= MAX_PAYLOAD, "{}", bytes.len());
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(v["body"].as_str().unwrap().ends_with('…'));
+        assert_eq!(v["url"], "https://example.org/trees?a=1&b=2");
+    }
+
+    #[test]
+    fn webhook_body_names_the_item() {
+        let v = Renderer::new().webhook(&publication(), "did:plc:m", "2026-01-01T00:00:00Z");
+        assert_eq!(v["type"], "community.herald.notification");
+        assert_eq!(v["data"]["itemId"], "item-1");
+        assert_eq!(v["data"]["recipient"], "did:plc:m");
+    }
+}

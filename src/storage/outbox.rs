@@ -1,0 +1,428 @@
+//! The outbox as the dispatcher sees it: claiming due deliveries under a lease, recording
+//! their outcomes, dead letters and their re-queueing, counts for metrics, and what a
+//! delivery needs to be rendered (its publication, the community's name, the member's
+//! language) and the rows a member's private feed lists.
+//!
+//! A claim is one statement (`UPDATE … RETURNING`; on PostgreSQL its inner `SELECT` takes
+//! `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait for or take each other's rows)
+//! and commits at once: no transaction is open while a delivery is sent. Each claim carries a
+//! fresh token and an outcome is recorded only under the token that claimed the row, so a
+//! worker whose lease expired (and whose row another worker claimed again) cannot overwrite
+//! the newer claim's outcome.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{StorageError, Store};
+use crate::settings::Backend;
+
+/// A delivery claimed by one worker until `lease_until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub id: String,
+    pub publication_id: String,
+    /// A member's DID, or `email:<address id>` for an email-only subscriber.
+    pub recipient: String,
+    pub channel: String,
+    /// Sends tried before this claim.
+    pub attempts: i64,
+    /// Times claimed, this claim included: more than `attempts + 1` means an earlier claimer
+    /// died holding the row (and may have sent it).
+    pub claims: i64,
+    pub lease_token: String,
+}
+
+/// What became of one claimed delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent {
+        provider: String,
+        provider_id: Option<String>,
+    },
+    /// Try again at `at` (microseconds).
+    Retry { at: i64, error: String },
+    /// Given up: attempts exhausted or a permanent failure.
+    Dead { error: String },
+    /// Not sendable any more, and not a failure: the contact was removed, unsubscribed or
+    /// reported gone by the provider.
+    Cancelled { reason: String },
+}
+
+impl Outcome {
+    pub fn status(&self) -> &'static str {
+        match self {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Retry { .. } => "pending",
+            Outcome::Dead { .. } => "dead",
+            Outcome::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+/// An outcome for the row claimed under `lease_token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub id: String,
+    pub lease_token: String,
+    pub outcome: Outcome,
+}
+
+/// A dead letter, as `herald deliveries dead` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: String,
+    pub publication_id: String,
+    pub recipient: String,
+    pub channel: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+/// Which dead letters `herald deliveries retry` re-queues.
+#[derive(Debug, Clone, Default)]
+pub struct DeadFilter {
+    pub ids: Vec<String>,
+    pub channel: Option<String>,
+}
+
+/// What a delivery of one publication is rendered from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicationContext {
+    pub id: String,
+    pub community: String,
+    pub community_name: Option<String>,
+    pub pipe: String,
+    pub item_id: String,
+    pub title: String,
+    pub text: Option<String>,
+    pub url: Option<String>,
+    pub created_at: i64,
+}
+
+/// One entry of a member's private feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub publication: PublicationContext,
+    /// When it was delivered to the feed.
+    pub sent_at: i64,
+}
+
+const CLAIM_RETURNING: &str =
+    "RETURNING id, publication_id, recipient, channel, attempts, claims, lease_token";
+
+impl Store {
+    /// Claim up to `limit` deliveries due at `now` (never claimed, due for a retry, or whose
+    /// lease expired), leased for `lease`.
+    pub async fn claim_deliveries(
+        &self,
+        limit: usize,
+        lease: Duration,
+        now: i64,
+    ) -> Result<Vec<Claimed>, StorageError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let until = now + lease.as_micros() as i64;
+        let lock = match self.backend {
+            // One writer at a time: the UPDATE's own write lock makes the claim atomic.
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
+             next_attempt_at = $2, claims = claims + 1 \
+             WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'leased') \
+             AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4 {lock}) \
+             {CLAIM_RETURNING}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&token)
+            .bind(until)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&self.write)
+            .await?;
+        rows.iter().map(decode_claimed).collect()
+    }
+
+    /// Record outcomes in one transaction. Returns how many were recorded; an outcome whose
+    /// claim is no longer current (its lease expired and the row was claimed again, or it was
+    /// re-queued by an operator) is not recorded.
+    pub async fn settle_deliveries(
+        &self,
+        settled: &[Settled],
+        now: i64,
+    ) -> Result<usize, StorageError> {
+        if settled.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut recorded = 0;
+        for s in settled {
+            let query = match &s.outcome {
+                Outcome::Sent {
+                    provider,
+                    provider_id,
+                } => sqlx::query(
+                    "UPDATE outbox SET status = 'sent', attempts = attempts + 1, \
+                     provider = $3, provider_id = $4, sent_at = $5, last_error = NULL, \
+                     lease_until = NULL, lease_token = NULL \
+                     WHERE id = $1 AND lease_token = $2 AND status = 'leased'",
+                )
+                .bind(&s.id)
+                .bind(&s.lease_token)
+                .bind(provider)
+                .bind(provider_id.as_deref())
+                .bind(now),
+                Outcome::Retry { at, error } => sqlx::query(
+                    "UPDATE outbox SET status = 'pending', attempts = attempts + 1, \
+                     next_attempt_at = $3, last_error = $4, lease_until = NULL, \
+                     lease_token = NULL \
+                     WHERE id = $1 AND lease_token = $2 AND status = 'leased'",
+                )
+                .bind(&s.id)
+                .bind(&s.lease_token)
+                .bind(*at)
+                .bind(error),
+                Outcome::Dead { error: reason } | Outcome::Cancelled { reason } => sqlx::query(
+                    "UPDATE outbox SET status = $3, attempts = attempts + 1, last_error = $4, \
+                     lease_until = NULL, lease_token = NULL \
+                     WHERE id = $1 AND lease_token = $2 AND status = 'leased'",
+                )
+                .bind(&s.id)
+                .bind(&s.lease_token)
+                .bind(s.outcome.status())
+                .bind(reason),
+            };
+            recorded += query.execute(&mut *tx).await?.rows_affected() as usize;
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    /// Dead letters, oldest first, optionally of one channel.
+    pub async fn dead_letters(
+        &self,
+        channel: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<DeadLetter>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, publication_id, recipient, channel, attempts, last_error, created_at \
+             FROM outbox WHERE status = 'dead' AND ($1 IS NULL OR channel = $1) \
+             ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(channel)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    id: r.try_get(0)?,
+                    publication_id: r.try_get(1)?,
+                    recipient: r.try_get(2)?,
+                    channel: r.try_get(3)?,
+                    attempts: r.try_get(4)?,
+                    last_error: r.try_get(5)?,
+                    created_at: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Put dead letters back in the queue, due at `now`, with their attempts reset (the
+    /// operator fixed what killed them). With no ids and no channel, every dead letter.
+    pub async fn retry_dead_letters(
+        &self,
+        filter: &DeadFilter,
+        now: i64,
+    ) -> Result<u64, StorageError> {
+        const REQUEUE: &str = "UPDATE outbox SET status = 'pending', attempts = 0, \
+             next_attempt_at = $1, lease_until = NULL, lease_token = NULL \
+             WHERE status = 'dead'";
+        if filter.ids.is_empty() {
+            let done = sqlx::query(&format!("{REQUEUE} AND ($2 IS NULL OR channel = $2)"))
+                .bind(now)
+                .bind(filter.channel.as_deref())
+                .execute(&self.write)
+                .await?;
+            return Ok(done.rows_affected());
+        }
+        let mut tx = self.begin_write().await?;
+        let mut requeued = 0;
+        for id in &filter.ids {
+            requeued += sqlx::query(&format!(
+                "{REQUEUE} AND id = $2 AND ($3 IS NULL OR channel = $3)"
+            ))
+            .bind(now)
+            .bind(id)
+            .bind(filter.channel.as_deref())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(requeued)
+    }
+
+    /// `(channel, status, count)` over the whole outbox, for the metrics gauges.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, String, i64)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT channel, status, COUNT(*) FROM outbox GROUP BY channel, status \
+             ORDER BY channel, status",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// One delivery's row, for tests and operations: `(status, attempts, claims, provider,
+    /// provider_id, last_error)`.
+    #[allow(clippy::type_complexity)]
+    pub async fn delivery(
+        &self,
+        id: &str,
+    ) -> Result<
+        Option<(
+            String,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )>,
+        StorageError,
+    > {
+        let row = sqlx::query(
+            "SELECT status, attempts, claims, provider, provider_id, last_error \
+             FROM outbox WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Publications by id, with their community's name, for rendering.
+    pub async fn publication_contexts(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, PublicationContext>, StorageError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "{PUBLICATION_COLUMNS} WHERE p.id IN ({})",
+                placeholders.join(",")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.read).await? {
+                let context = decode_publication(&row)?;
+                out.insert(context.id.clone(), context);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Members' languages (from their preferences record), for those who set one.
+    pub async fn languages(
+        &self,
+        dids: &[String],
+    ) -> Result<HashMap<String, String>, StorageError> {
+        let mut out = HashMap::new();
+        for chunk in dids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT did, language FROM preferences WHERE language IS NOT NULL \
+                 AND did IN ({})",
+                placeholders.join(",")
+            );
+            let mut query = sqlx::query(&sql);
+            for did in chunk {
+                query = query.bind(did);
+            }
+            for row in query.fetch_all(&self.read).await? {
+                out.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` items delivered to `did`'s private feed.
+    pub async fn feed_entries(
+        &self,
+        did: &str,
+        limit: i64,
+    ) -> Result<Vec<FeedEntry>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "{PUBLICATION_SELECT}, o.sent_at FROM outbox o JOIN publications p ON p.id = \
+             o.publication_id LEFT JOIN communities c ON c.did = p.community \
+             WHERE o.recipient = $1 AND o.channel = 'feed' AND o.status = 'sent' \
+             ORDER BY o.created_at DESC, o.id DESC LIMIT $2"
+        ))
+        .bind(did)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FeedEntry {
+                    publication: decode_publication(row)?,
+                    sent_at: row
+                        .try_get::<Option<i64>, _>("sent_at")?
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
+
+const PUBLICATION_SELECT: &str = "SELECT p.id, p.community, c.name AS community_name, p.pipe, \
+     p.item_id, p.title, p.text, p.url, p.created_at";
+const PUBLICATION_COLUMNS: &str = "SELECT p.id, p.community, c.name AS community_name, p.pipe, \
+     p.item_id, p.title, p.text, p.url, p.created_at FROM publications p \
+     LEFT JOIN communities c ON c.did = p.community";
+
+fn decode_publication(row: &AnyRow) -> Result<PublicationContext, StorageError> {
+    Ok(PublicationContext {
+        id: row.try_get("id")?,
+        community: row.try_get("community")?,
+        community_name: row.try_get("community_name")?,
+        pipe: row.try_get("pipe")?,
+        item_id: row.try_get("item_id")?,
+        title: row.try_get("title")?,
+        text: row.try_get("text")?,
+        url: row.try_get("url")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn decode_claimed(row: &AnyRow) -> Result<Claimed, StorageError> {
+    Ok(Claimed {
+        id: row.try_get("id")?,
+        publication_id: row.try_get("publication_id")?,
+        recipient: row.try_get("recipient")?,
+        channel: row.try_get("channel")?,
+        // Counted before this claim's send.
+        attempts: row.try_get("attempts")?,
+        claims: row.try_get("claims")?,
+        lease_token: row.try_get("lease_token")?,
+    })
+}
