@@ -32,6 +32,9 @@ pub struct AddContact {
     pub address: Option<String>,
     pub subscription: Option<PushSubscription>,
     pub prevalidation: Option<String>,
+    /// For a webhook: the signing secret to use (`whsec_…`), when the member's endpoint
+    /// already has one; Herald makes one otherwise.
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,9 +201,17 @@ impl Vault {
                 let raw = address.unwrap_or_default();
                 let url = webhook::parse_endpoint(raw, self.config.webhook_allow_private)
                     .map_err(|e| VaultError::InvalidRequest(e.to_string()))?;
+                let chosen = match input.secret.as_deref() {
+                    Some(text) => WebhookSecret::parse(text).map_err(|_| {
+                        VaultError::InvalidRequest(
+                            "secret must be whsec_ followed by 24 to 64 base64 bytes".into(),
+                        )
+                    })?,
+                    None => WebhookSecret::generate(),
+                };
                 let fresh = SealedWebhook {
                     url: url.to_string(),
-                    secret: WebhookSecret::generate().expose(),
+                    secret: chosen.expose(),
                 };
                 let stored = serde_json::to_string(&fresh)
                     .map_err(|e| VaultError::InvalidRequest(e.to_string()))?;
@@ -259,6 +270,67 @@ impl Vault {
             }
             Channel::Inbox => unreachable!("refused above"),
         }
+    }
+
+    /// Store an address already verified elsewhere as `owner`'s verified contact, with no
+    /// message sent: for an operator migrating members from another system that verified
+    /// them, and for benchmarks and crash tests that need thousands of contacts. Never
+    /// reachable from the network. The address is checked and normalised as `add_contact`
+    /// does; a webhook gets a fresh signing secret, returned in `secret`.
+    pub async fn import_verified_contact(
+        &self,
+        owner: &str,
+        channel: Channel,
+        address: &str,
+    ) -> Result<AddedContact, VaultError> {
+        let mut secret = None;
+        let (identity, stored) = match channel {
+            Channel::Email => {
+                let email = parse_email(address)?;
+                self.email_address_for(&email).await?;
+                (email.clone(), email)
+            }
+            Channel::Sms => {
+                let phone = parse_phone(address)?;
+                (phone.clone(), phone)
+            }
+            Channel::Telegram => {
+                let chat = parse_telegram_chat(address)?.to_string();
+                (chat.clone(), chat)
+            }
+            Channel::Webhook => {
+                let url = webhook::parse_endpoint(address, self.config.webhook_allow_private)
+                    .map_err(|e| VaultError::InvalidRequest(e.to_string()))?;
+                let hook = SealedWebhook {
+                    url: url.to_string(),
+                    secret: WebhookSecret::generate().expose(),
+                };
+                secret = Some(hook.secret.clone());
+                let stored = serde_json::to_string(&hook)
+                    .map_err(|e| VaultError::InvalidRequest(e.to_string()))?;
+                (format!("{owner} {url}"), stored)
+            }
+            Channel::Inbox | Channel::Feed | Channel::Webpush => {
+                return Err(VaultError::InvalidRequest(
+                    "only email, sms, telegram and webhook contacts can be imported".into(),
+                ));
+            }
+        };
+        let (contact, _) = self
+            .claim_address_keyed(owner, channel, &identity, &stored, CODE_TTL_SECS)
+            .await?;
+        self.complete_verification(&contact, false).await?;
+        Ok(AddedContact {
+            id: contact.id,
+            status: "verified",
+            verification: Verification {
+                method: "imported",
+                expires_at: None,
+                pairing_url: None,
+            },
+            secret,
+            feed_url: None,
+        })
     }
 
     /// A fresh code-only challenge for a contact (SMS, push); returns the code to send.

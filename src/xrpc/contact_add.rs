@@ -1,5 +1,6 @@
 //! `community.herald.contact.add`: a member adds a private contact; Herald sends its
-//! verification (email link and code, SMS code, Telegram pairing link, first push).
+//! verification (email link and code, SMS code, Telegram pairing link, first push, a signed
+//! POST to a webhook), or creates their private feed.
 
 use axum::Json;
 use axum::extract::State;
@@ -22,6 +23,8 @@ pub struct Input {
     subscription: Option<PushSubscription>,
     #[serde(default)]
     prevalidation: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
 }
 
 pub async fn handle(
@@ -39,6 +42,7 @@ pub async fn handle(
                 address: input.address,
                 subscription: input.subscription,
                 prevalidation: input.prevalidation,
+                secret: input.secret,
             },
         )
         .await?;

@@ -426,6 +426,120 @@ on_both_backends! {
         assert_eq!(app.store().settle_deliveries(&[current], now_micros()).await.unwrap(), 1);
         assert_eq!(app.store().delivery(&row.id).await.unwrap().unwrap().0, "sent");
     }
+
+    async fn a_failing_sms_provider_fails_over_and_its_breaker_opens(backend) {
+        let app = spawn_app_with(backend, delivering(With { twilio: true, vonage: true, ..With::default() })).await;
+        let community = app.identity("community");
+        let kit = app.identity("kit");
+        routed(&app, &community, &kit, &["sms"]).await;
+        verified_sms(&app, &kit, "+14155552676").await;
+        let twilio = app.providers.twilio.as_ref().unwrap();
+        let vonage = app.providers.vonage.as_ref().unwrap();
+        let twilio_before = twilio.requests().len();
+        // Twilio is down for the next eight messages (five open its breaker).
+        for _ in 0..8 {
+            twilio.fail_next(herald::sandbox::twilio::Fault::Status(503));
+        }
+        for n in 0..8 {
+            let publication = publish_item(&app, &community, json!({"id": format!("f{n}"), "title": format!("Failover {n}")})).await;
+            assert_eq!(settled(&app, &publication).await[0].2, "sent");
+            let id = delivery_id(&app, &publication, "sms").await;
+            let (_, attempts, _, provider, provider_id, _) = app.store().delivery(&id).await.unwrap().unwrap();
+            assert_eq!((attempts, provider.as_deref()), (1, Some("vonage")), "failed over in the same attempt");
+            assert_eq!(provider_id, Some(vonage.messages().last().unwrap().message_ids[0].clone()));
+        }
+        let sent = vonage.messages();
+        assert_eq!(sent.len(), 8);
+        assert_eq!(sent[0].to, "14155552676");
+        assert_eq!(sent[0].client_ref.as_deref().map(str::len).unwrap_or(0) > 0, true, "the delivery id tags the message");
+        assert_eq!(twilio.requests().len() - twilio_before, 5,
+            "after five transient failures Twilio's breaker is open and it is not called");
+        let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains(r#"herald_circuit_breaker_opened_total{provider="twilio"} 1"#), "{metrics}");
+        assert!(metrics.contains(r#"herald_delivery_failovers_total{channel="sms",provider="vonage"}"#), "{metrics}");
+    }
+
+    async fn a_permanent_refusal_does_not_fail_over(backend) {
+        let app = spawn_app_with(backend, delivering(With { twilio: true, vonage: true, ..With::default() })).await;
+        let community = app.identity("community");
+        let lou = app.identity("lou");
+        routed(&app, &community, &lou, &["sms"]).await;
+        verified_sms(&app, &lou, "+14155552677").await;
+        app.providers.twilio.as_ref().unwrap().fail_next(herald::sandbox::twilio::Fault::Status(400));
+        let publication = publish_item(&app, &community, json!({"id": "x1", "title": "Refused"})).await;
+        assert_eq!(settled(&app, &publication).await[0].2, "dead");
+        assert!(app.providers.vonage.as_ref().unwrap().messages().is_empty());
+    }
+
+    async fn email_fails_over_from_smtp_to_resend_with_the_delivery_id_as_idempotency_key(backend) {
+        // No SMTP server listens at the configured URL: every SMTP send fails to connect.
+        let app = spawn_app_with(backend, delivering(With { resend: true, ..With::default() })).await;
+        let community = app.identity("community");
+        let max = app.identity("max");
+        routed(&app, &community, &max, &["email"]).await;
+        app.verified_email(&max, "max@example.org").await;
+        let publication = publish_item(&app, &community, json!({"id": "e1", "title": "Via Resend"})).await;
+        assert_eq!(settled(&app, &publication).await[0].2, "sent");
+        let emails = app.providers.resend.as_ref().unwrap().emails();
+        assert_eq!(emails.len(), 1);
+        assert_eq!(emails[0].to, vec!["max@example.org".to_string()]);
+        assert_eq!(emails[0].subject, "Riverside: Via Resend");
+        let id = delivery_id(&app, &publication, "email").await;
+        assert_eq!(emails[0].idempotency_key.as_deref(), Some(id.as_str()));
+        assert!(emails[0].headers.contains_key("List-Unsubscribe"));
+        assert_eq!(app.store().delivery(&id).await.unwrap().unwrap().3.as_deref(), Some("resend"));
+    }
+
+    async fn a_webhook_contact_is_verified_through_its_endpoint_and_gets_signed_deliveries(backend) {
+        let app = spawn_app_with(backend, delivering(With::default())).await;
+        let community = app.identity("community");
+        let ned = app.identity("ned");
+        routed(&app, &community, &ned, &["webhook"]).await;
+        // The member's endpoint holds its own secret and gives it to Herald, so it can check
+        // the verification POST's signature too.
+        let secret = herald::channels::webhook::WebhookSecret::generate();
+        let receiver = herald::sandbox::webhook::WebhookReceiver::start(secret.clone()).await;
+        let (status, body) = app.call(Some(&ned), ADD, Some(json!({"channel": "webhook",
+            "address": receiver.url().to_string(), "secret": secret.expose()})), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["verification"]["method"], "webhook");
+        assert_eq!(body["secret"].as_str(), Some(secret.expose().as_str()));
+        let id = body["id"].as_str().unwrap().to_string();
+        let verification = receiver.wait_for(1, Duration::from_secs(5)).await.pop().unwrap();
+        assert!(verification.verified);
+        assert_eq!(verification.body["type"], "community.herald.contact.verify");
+        let code = verification.body["code"].as_str().unwrap();
+        let (status, body) = app.call(Some(&ned), VERIFY, Some(json!({"id": id, "code": code})), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // Without a secret Herald makes one, signs with it and shows it once; an endpoint that
+        // cannot check it yet and refuses the POST gets a clear upstream failure.
+        let other = app.identity("other");
+        let (status, body) = app.call(Some(&other), ADD, Some(json!({"channel": "webhook",
+            "address": receiver.url().to_string()})), &[]).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_GATEWAY, Some("UpstreamFailure")), "{body}");
+        // A bad URL is refused with a reason.
+        let (status, body) = app.call(Some(&ned), ADD, Some(json!({"channel": "webhook",
+            "address": "ftp://example.org/hook"})), &[]).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidRequest")));
+
+        let publication = publish_item(&app, &community, json!({"id": "h1", "title": "Hooked",
+            "url": "https://example.org/h1"})).await;
+        assert_eq!(settled(&app, &publication).await[0].2, "sent");
+        let deliveries = receiver.wait_for(1, Duration::from_secs(5)).await;
+        let delivery = deliveries.last().unwrap();
+        assert!(delivery.verified, "signed with the member's secret");
+        assert_eq!(delivery.body["type"], "community.herald.notification");
+        assert_eq!(delivery.body["data"]["title"], "Hooked");
+        assert_eq!(delivery.body["data"]["recipient"], ned.did.as_str());
+        assert_eq!(delivery.id, delivery_id(&app, &publication, "webhook").await);
+
+        // 410 from the endpoint disables the contact.
+        receiver.fail_next(herald::sandbox::webhook::Fault::Gone);
+        let second = publish_item(&app, &community, json!({"id": "h2", "title": "Gone"})).await;
+        assert_eq!(settled(&app, &second).await[0].2, "cancelled");
+        let listed = contacts(&app, &ned).await;
+        assert_eq!(listed[0]["status"], "disabled");
+    }
 }
 
 /// Run SQL against the index database.

@@ -73,12 +73,17 @@ pub struct Providers {
     pub twilio: Option<herald::sandbox::twilio::Twilio>,
     pub telegram: Option<herald::sandbox::telegram::Telegram>,
     pub push: Option<herald::sandbox::push::PushService>,
+    pub resend: Option<herald::sandbox::resend::Resend>,
+    pub vonage: Option<herald::sandbox::vonage::Vonage>,
 }
 
 pub const TELEGRAM_SECRET: &str = "telegram-webhook-secret";
 pub const TWILIO_SID: &str = "AC00000000000000000000000000000001";
 pub const TWILIO_TOKEN: &str = "twilio-test-token";
 pub const TELEGRAM_TOKEN: &str = "123456:test-bot-token";
+pub const RESEND_KEY: &str = "re_test_key";
+pub const VONAGE_KEY: &str = "vonage-key";
+pub const VONAGE_SECRET: &str = "vonage-secret";
 
 /// Which local providers to start for a test.
 #[derive(Default, Clone, Copy)]
@@ -89,6 +94,10 @@ pub struct With {
     pub push: bool,
     pub double_opt_in: bool,
     pub deliver: bool,
+    /// Resend's email API (after SMTP when both are on).
+    pub resend: bool,
+    /// Vonage's SMS API (after Twilio when both are on).
+    pub vonage: bool,
 }
 
 pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> String {
@@ -161,6 +170,22 @@ pub async fn spawn_app_with(backend: Backend, with: With) -> TestApp {
             ),
             false => None,
         },
+        resend: match with.resend {
+            true => Some(
+                herald::sandbox::resend::Resend::start(RESEND_KEY)
+                    .await
+                    .expect("resend"),
+            ),
+            false => None,
+        },
+        vonage: match with.vonage {
+            true => Some(
+                herald::sandbox::vonage::Vonage::start(VONAGE_KEY, VONAGE_SECRET)
+                    .await
+                    .expect("vonage"),
+            ),
+            false => None,
+        },
     };
     let prevalidator = Identity::plc("trusted-prevalidator");
     plc.register_identity(&prevalidator);
@@ -188,7 +213,18 @@ pub async fn spawn_app_with(backend: Backend, with: With) -> TestApp {
 
 impl TestApp {
     pub fn settings(&self) -> Settings {
-        let mut values: Vec<(&str, String)> = vec![
+        Settings::from_map(
+            self.settings_values()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+        .expect("test settings")
+    }
+
+    /// The settings as `HERALD_*` variables (to start the real binary on the same data).
+    pub fn settings_values(&self) -> Vec<(&'static str, String)> {
+        let mut values: Vec<(&'static str, String)> = vec![
             ("HERALD_DATABASE_URL", self.database_url.clone()),
             ("HERALD_VAULT_URL", self.vault_url.clone()),
             (
@@ -232,6 +268,20 @@ impl TestApp {
                 ("HERALD_TELEGRAM_WEBHOOK_SECRET", TELEGRAM_SECRET.into()),
             ]);
         }
+        if let Some(resend) = &self.providers.resend {
+            values.extend([
+                ("HERALD_RESEND_API_URL", resend.url().to_string()),
+                ("HERALD_RESEND_API_KEY", RESEND_KEY.into()),
+            ]);
+        }
+        if let Some(vonage) = &self.providers.vonage {
+            values.extend([
+                ("HERALD_VONAGE_API_URL", vonage.url().to_string()),
+                ("HERALD_VONAGE_API_KEY", VONAGE_KEY.into()),
+                ("HERALD_VONAGE_API_SECRET", VONAGE_SECRET.into()),
+                ("HERALD_VONAGE_FROM", "Herald".into()),
+            ]);
+        }
         if self.providers.push.is_some() {
             values.extend([
                 (
@@ -241,13 +291,7 @@ impl TestApp {
                 ("HERALD_VAPID_SUBJECT", "mailto:ops@herald.test".into()),
             ]);
         }
-        Settings::from_map(
-            values
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        )
-        .expect("test settings")
+        values
     }
 
     async fn start(&mut self) {

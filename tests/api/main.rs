@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod contacts;
+mod crash;
 mod deliver;
 mod email_identity;
 mod inbox;
