@@ -472,11 +472,14 @@ on_both_backends! {
     }
 
     async fn email_fails_over_from_smtp_to_resend_with_the_delivery_id_as_idempotency_key(backend) {
-        // No SMTP server listens at the configured URL: every SMTP send fails to connect.
-        let app = spawn_app_with(backend, delivering(With { resend: true, ..With::default() })).await;
+        // SMTP comes first, but no SMTP server listens at its URL: every send fails to connect.
+        let mut app = spawn_app_with(backend, delivering(With { resend: true, ..With::default() })).await;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let community = app.identity("community");
         let max = app.identity("max");
         routed(&app, &community, &max, &["email"]).await;
+        app.extra_settings.push(("HERALD_SMTP_URL", format!("smtp://{closed}")));
+        app.restart().await;
         app.verified_email(&max, "max@example.org").await;
         let publication = publish_item(&app, &community, json!({"id": "e1", "title": "Via Resend"})).await;
         assert_eq!(settled(&app, &publication).await[0].2, "sent");
@@ -487,7 +490,9 @@ on_both_backends! {
         let id = delivery_id(&app, &publication, "email").await;
         assert_eq!(emails[0].idempotency_key.as_deref(), Some(id.as_str()));
         assert!(emails[0].headers.contains_key("List-Unsubscribe"));
-        assert_eq!(app.store().delivery(&id).await.unwrap().unwrap().3.as_deref(), Some("resend"));
+        let (_, attempts, _, provider, _, _) = app.store().delivery(&id).await.unwrap().unwrap();
+        assert_eq!((attempts, provider.as_deref()), (1, Some("resend")), "failed over within one attempt");
+        assert_eq!(app.metrics().delivery_count("email", "sent"), 1);
     }
 
     async fn a_webhook_contact_is_verified_through_its_endpoint_and_gets_signed_deliveries(backend) {

@@ -63,6 +63,8 @@ pub struct TestApp {
     pub double_opt_in: bool,
     /// Run the dispatcher too (delivery tests); publish tests look at the outbox it leaves.
     pub deliver: bool,
+    /// Settings a test adds (or overrides) before a `restart`.
+    pub extra_settings: Vec<(&'static str, String)>,
 }
 
 /// The local providers a test asked for: a real SMTP server (aiosmtpd), and local servers
@@ -206,6 +208,7 @@ pub async fn spawn_app_with(backend: Backend, with: With) -> TestApp {
         prevalidator,
         double_opt_in: with.double_opt_in,
         deliver: with.deliver,
+        extra_settings: Vec::new(),
     };
     test.start().await;
     test
@@ -291,6 +294,7 @@ impl TestApp {
                 ("HERALD_VAPID_SUBJECT", "mailto:ops@herald.test".into()),
             ]);
         }
+        values.extend(self.extra_settings.iter().cloned());
         values
     }
 
