@@ -648,6 +648,67 @@ mod tests {
     }
 
     #[test]
+    fn dkim_signs_the_unsubscribe_headers_and_is_all_or_nothing() {
+        use base64::Engine;
+        let seed = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let signer = sender("smtp://mail.example")
+            .unwrap()
+            .with_dkim("s2026", "herald.example", &seed)
+            .expect("an Ed25519 seed is a DKIM key");
+        assert!(signer.signs_dkim());
+        let email = OutgoingEmail {
+            to: "ada@example.org".into(),
+            subject: "Hello".into(),
+            text: "Body".into(),
+            headers: vec![
+                (
+                    "List-Unsubscribe".into(),
+                    "<https://h/unsubscribe?token=t>".into(),
+                ),
+                (
+                    "List-Unsubscribe-Post".into(),
+                    "List-Unsubscribe=One-Click".into(),
+                ),
+            ],
+            ..Default::default()
+        };
+        let message = signer.build(&email, "<d1@herald.example>").unwrap();
+        let raw = String::from_utf8(message.formatted()).unwrap();
+        let signature = raw
+            .split("\r\n")
+            .skip_while(|l| !l.starts_with("DKIM-Signature:"))
+            .take_while(|l| l.starts_with("DKIM-Signature:") || l.starts_with([' ', '\t']))
+            .collect::<String>();
+        assert!(signature.contains("a=ed25519-sha256"), "{signature}");
+        assert!(signature.contains("d=herald.example"), "{signature}");
+        assert!(signature.contains("s=s2026"), "{signature}");
+        let signed = signature.to_ascii_lowercase().replace([' ', '\t'], "");
+        assert!(
+            signed.contains("list-unsubscribe:list-unsubscribe-post"),
+            "{signature}"
+        );
+        assert!(!sender("smtp://mail.example").unwrap().signs_dkim());
+
+        let bad = sender("smtp://mail.example")
+            .unwrap()
+            .with_dkim("s", "herald.example", "not a key")
+            .unwrap_err();
+        assert!(
+            !bad.to_string().contains("not a key"),
+            "the key is never quoted"
+        );
+        let partial = DkimSettings {
+            domain: Some("herald.example".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            dkim_settings(&partial),
+            Err(EmailConfigError::Dkim(_))
+        ));
+        assert_eq!(dkim_settings(&DkimSettings::default()), Ok(None));
+    }
+
+    #[test]
     fn plain_smtp_urls_default_to_port_25() {
         let e = endpoint("smtp://mail.example");
         assert_eq!(
