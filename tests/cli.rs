@@ -120,3 +120,76 @@ fn keys_rotate_adds_a_key_to_a_private_key_file_and_generate_prints_a_ring() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("index ") && text.contains("key 1 "), "{text}");
 }
+
+#[tokio::test]
+async fn deliveries_dead_lists_dead_letters_and_retry_requeues_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.db");
+    assert!(migrate(&[], Some(&db)).status.success());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    for (id, channel, status) in [
+        ("d-sms", "sms", "dead"),
+        ("d-email", "email", "dead"),
+        ("ok", "sms", "sent"),
+    ] {
+        sqlx::query(
+            "INSERT INTO outbox (id, publication_id, recipient, channel, status, attempts, \
+             next_attempt_at, last_error, created_at) VALUES ($1, 'p1', $2, $3, $4, 3, 0, \
+             'gave up after 3 attempts: temporary failure: twilio answered 503', 1)",
+        )
+        .bind(id)
+        .bind(format!("did:plc:{id}"))
+        .bind(channel)
+        .bind(status)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let run = |args: &[&str]| {
+        let mut command = herald();
+        command
+            .args(args)
+            .env("HERALD_DATABASE_URL", format!("sqlite://{}", db.display()));
+        command.output().unwrap()
+    };
+    let out = run(&["deliveries", "dead"]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("d-sms") && table.contains("d-email"),
+        "{table}"
+    );
+    assert!(!table.contains("ok "), "{table}");
+    assert!(table.contains("twilio answered 503"), "{table}");
+
+    let out = run(&["deliveries", "dead", "--channel", "sms", "--json"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], "d-sms");
+    assert_eq!(lines[0]["attempts"], 3);
+
+    let out = run(&["deliveries", "retry"]);
+    assert!(!out.status.success(), "retry needs ids or --all");
+    let out = run(&["deliveries", "dead", "--channel", "pigeon"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown channel"));
+
+    let out = run(&["deliveries", "retry", "d-sms"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 dead letter(s) re-queued"));
+    let (status, attempts): (String, i64) =
+        sqlx::query_as("SELECT status, attempts FROM outbox WHERE id = 'd-sms'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("pending", 0));
+    let out = run(&["deliveries", "retry", "--all"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 dead letter(s) re-queued"));
+    let out = run(&["deliveries", "dead"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no dead letters"));
+}
