@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::collections::BTreeMap;
 
 use herald::settings::Settings;
@@ -15,6 +17,12 @@ pub fn peak_rss_mib() -> f64 {
 /// as SQLite's memory-mapped database.
 pub fn rss_anon_mib() -> f64 {
     read_status_kib("RssAnon:") / 1024.0
+}
+
+/// File-backed part of the current RSS, in MiB: mapped files, SQLite's memory-mapped
+/// database among them (page cache the kernel can reclaim, shared with other processes).
+pub fn rss_file_mib() -> f64 {
+    read_status_kib("RssFile:") / 1024.0
 }
 
 /// Current resident set size, in MiB.
