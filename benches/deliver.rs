@@ -462,7 +462,10 @@ async fn publish_and_settle(bench: &Bench, label: &str) -> anyhow::Result<Run> {
         (done - published).as_secs_f64(),
         (done - start).as_secs_f64(),
     );
-    println!("  outbox: {counts:?}; retries on the way: {}", bench.retries());
+    println!(
+        "  outbox: {counts:?}; retries on the way: {}",
+        bench.retries()
+    );
     println!(
         "  Herald RSS before publish {rss_before:.1} MiB; from publish to settled: peak \
          {peak:.1} MiB, largest anonymous {:.1} MiB, largest file-backed {:.1} MiB",
