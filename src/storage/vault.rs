@@ -458,7 +458,7 @@ impl VaultStore {
     ) -> Result<Option<EmailAddressRow>, StorageError> {
         let row = sqlx::query(&format!("{EMAIL_COLUMNS} WHERE address_index = $1"))
             .bind(index.to_vec())
-            .fetch_optional(&self.db.write)
+            .fetch_optional(&self.db.read)
             .await?;
         row.as_ref().map(decode_email).transpose()
     }
@@ -466,7 +466,7 @@ impl VaultStore {
     pub async fn email_address(&self, id: &str) -> Result<Option<EmailAddressRow>, StorageError> {
         let row = sqlx::query(&format!("{EMAIL_COLUMNS} WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.db.write)
+            .fetch_optional(&self.db.read)
             .await?;
         row.as_ref().map(decode_email).transpose()
     }
