@@ -9,7 +9,7 @@
 //!   answering 204; deliveries/s and Herald's peak RSS.
 //! - `mixed` — HERALD_BENCH_MEMBERS (default 100,000) members with mixed preferences (the
 //!   `Kind` table below: 50 % inbox only, 20 % inbox + email, 15 % inbox + webhook, 10 % inbox
-//!   + private feed, 5 % muted), one publication, time from the publish call until every
+//!   and private feed, 5 % muted), one publication, time from the publish call until every
 //!   delivery is settled, and Herald's peak RSS from the publish on (the sink and the HTTP
 //!   endpoint are other processes; the counter is reset after seeding).
 //!

@@ -451,7 +451,7 @@ on_both_backends! {
         let sent = vonage.messages();
         assert_eq!(sent.len(), 8);
         assert_eq!(sent[0].to, "14155552676");
-        assert_eq!(sent[0].client_ref.as_deref().map(str::len).unwrap_or(0) > 0, true, "the delivery id tags the message");
+        assert!(sent[0].client_ref.as_deref().is_some_and(|r| !r.is_empty()), "the delivery id tags the message");
         assert_eq!(twilio.requests().len() - twilio_before, 5,
             "after five transient failures Twilio's breaker is open and it is not called");
         let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
