@@ -15,11 +15,8 @@ use secrecy::SecretString;
 use serde_json::json;
 use url::Url;
 
-/// Short enough to keep the suite fast, long enough for a loaded CI machine to answer a
-/// loopback request.
-const CLIENT_TIMEOUT: Duration = Duration::from_millis(400);
-/// Longer than the client waits.
-const HANG: Duration = Duration::from_secs(5);
+mod support;
+use support::{CLIENT_TIMEOUT, HANG, assert_reveals_none, texts, unreachable_url};
 
 const API_KEY: &str = "re_Sandbox_9f2c7e1d4b";
 const FROM: &str = "Herald <noreply@herald.test>";
@@ -27,26 +24,6 @@ const TO: &str = "member@example.org";
 
 /// The recipient and the key, in the forms they could leak in.
 const SECRETS: &[&str] = &[TO, "member@", API_KEY, "9f2c7e1d4b"];
-
-/// An error's text in every form it could be logged or stored in.
-fn texts(err: &SendError) -> String {
-    format!("{err} | {err:?}")
-}
-
-fn assert_reveals_none(err: &SendError, secrets: &[&str]) {
-    let text = texts(err);
-    for secret in secrets {
-        assert!(!text.contains(secret), "{text:?} reveals {secret:?}");
-    }
-}
-
-/// A loopback URL nothing listens on.
-async fn unreachable_url() -> Url {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    Url::parse(&format!("http://{addr}")).unwrap()
-}
 
 fn sender(api: Url, key: &str) -> ResendSender {
     ResendSender::new(api, SecretString::from(key.to_string()), FROM)

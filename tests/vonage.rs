@@ -11,11 +11,8 @@ use herald::sandbox::vonage::{Fault, Vonage};
 use secrecy::SecretString;
 use url::Url;
 
-/// Short enough to keep the suite fast, long enough for a loaded CI machine to answer a
-/// loopback request.
-const CLIENT_TIMEOUT: Duration = Duration::from_millis(400);
-/// Longer than the client waits.
-const HANG: Duration = Duration::from_secs(5);
+mod support;
+use support::{CLIENT_TIMEOUT, HANG, assert_reveals_none, texts, unreachable_url};
 
 const API_KEY: &str = "a1b2c3d4";
 const API_SECRET: &str = "vonage-secret-9Qx7";
@@ -25,26 +22,6 @@ const TO_DIGITS: &str = "447700900123";
 
 /// The recipient, the key and the secret, in the forms they could leak in.
 const SECRETS: &[&str] = &[TO, TO_DIGITS, "7700900123", API_KEY, API_SECRET];
-
-/// An error's text in every form it could be logged or stored in.
-fn texts(err: &SendError) -> String {
-    format!("{err} | {err:?}")
-}
-
-fn assert_reveals_none(err: &SendError, secrets: &[&str]) {
-    let text = texts(err);
-    for secret in secrets {
-        assert!(!text.contains(secret), "{text:?} reveals {secret:?}");
-    }
-}
-
-/// A loopback URL nothing listens on.
-async fn unreachable_url() -> Url {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    Url::parse(&format!("http://{addr}")).unwrap()
-}
 
 fn sender(api: Url, secret: &str) -> VonageSender {
     VonageSender::new(api, API_KEY, SecretString::from(secret.to_string()), FROM)

@@ -16,35 +16,12 @@ use herald::sandbox::webhook::{Fault, WebhookReceiver};
 use serde_json::{Value, json};
 use url::Url;
 
-/// Short enough to keep the suite fast, long enough for a loaded CI machine to answer a
-/// loopback request.
-const CLIENT_TIMEOUT: Duration = Duration::from_millis(400);
-/// Longer than the client waits.
-const HANG: Duration = Duration::from_secs(5);
+mod support;
+use support::{CLIENT_TIMEOUT, HANG, assert_reveals_none, texts, unreachable_url};
 
 /// A token a receiver might put in its own URL: it must never surface in an error.
 const PATH_TOKEN: &str = "p4th-t0ken-5e1f";
 const QUERY_TOKEN: &str = "qu3ry-t0ken-77ab";
-
-/// An error's text in every form it could be logged or stored in.
-fn texts(err: &SendError) -> String {
-    format!("{err} | {err:?}")
-}
-
-fn assert_reveals_none(err: &SendError, secrets: &[&str]) {
-    let text = texts(err);
-    for secret in secrets {
-        assert!(!text.contains(secret), "{text:?} reveals {secret:?}");
-    }
-}
-
-/// A loopback URL nothing listens on.
-async fn unreachable_url() -> Url {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    Url::parse(&format!("http://{addr}/hook")).unwrap()
-}
 
 struct Setup {
     receiver: WebhookReceiver,
@@ -319,7 +296,7 @@ async fn a_hanging_endpoint_times_out_as_transient() {
 #[tokio::test]
 async fn an_unreachable_endpoint_is_transient() {
     let s = setup().await;
-    let mut url = unreachable_url().await;
+    let mut url = unreachable_url().await.join("hook").unwrap();
     url.set_query(Some(&format!("token={QUERY_TOKEN}")));
     let err = s
         .sender
