@@ -539,13 +539,7 @@ async fn settle_loop(
         }
         let mut by_outcome: HashMap<(&'static str, &'static str), u64> = HashMap::new();
         for (s, channel, _) in &buffer {
-            let outcome = match s.outcome {
-                Outcome::Sent { .. } => "sent",
-                Outcome::Retry { .. } => "retry",
-                Outcome::Dead { .. } => "dead",
-                Outcome::Cancelled { .. } => "cancelled",
-            };
-            *by_outcome.entry((channel, outcome)).or_default() += 1;
+            *by_outcome.entry((channel, s.outcome.label())).or_default() += 1;
         }
         for ((channel, outcome), n) in by_outcome {
             metrics.delivery(channel, outcome, n);

@@ -232,6 +232,14 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StorageError> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
+/// `$1,$2,…,$n`: the placeholders of an `IN (…)` list of `n` values.
+fn in_list(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Microseconds since the Unix epoch: Herald's one stored time representation.
 pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()

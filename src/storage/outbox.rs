@@ -16,7 +16,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{StorageError, Store};
+use super::{StorageError, Store, in_list};
 use crate::settings::Backend;
 
 /// A delivery claimed by one worker until `lease_until`.
@@ -52,6 +52,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's name in metrics (`herald_deliveries_total{outcome}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Dead { .. } => "dead",
+            Outcome::Cancelled { .. } => "cancelled",
+        }
+    }
+
+    /// The row's status once the outcome is recorded.
     pub fn status(&self) -> &'static str {
         match self {
             Outcome::Sent { .. } => "sent",
@@ -326,10 +337,9 @@ impl Store {
     ) -> Result<HashMap<String, PublicationContext>, StorageError> {
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "{PUBLICATION_COLUMNS} WHERE p.id IN ({})",
-                placeholders.join(",")
+                in_list(chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for id in chunk {
@@ -350,11 +360,10 @@ impl Store {
     ) -> Result<HashMap<String, String>, StorageError> {
         let mut out = HashMap::new();
         for chunk in dids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT did, language FROM preferences WHERE language IS NOT NULL \
                  AND did IN ({})",
-                placeholders.join(",")
+                in_list(chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for did in chunk {

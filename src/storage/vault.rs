@@ -8,7 +8,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{StorageError, Store, now_micros};
+use super::{StorageError, Store, in_list, now_micros};
 
 /// The vault store: a [`Store`] connected to the vault database with the vault's migrations.
 #[derive(Clone)]
@@ -616,7 +616,6 @@ impl VaultStore {
     ) -> Result<Vec<(String, String)>, StorageError> {
         let mut out = Vec::new();
         for chunk in owners.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT c.owner, c.channel FROM contacts c \
                  LEFT JOIN email_addresses a ON c.channel = 'email' \
@@ -625,7 +624,7 @@ impl VaultStore {
                  AND (c.channel <> 'email' OR (a.id IS NOT NULL AND a.unsubscribed_at IS NULL \
                       AND a.suppressed_at IS NULL)) \
                  UNION ALL SELECT owner, 'feed' FROM feeds WHERE owner IN ({0})",
-                placeholders.join(",")
+                in_list(chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for owner in chunk {
