@@ -11,7 +11,11 @@
 //! Owns the preference rules and the publish use case. Must not touch SQL (the store does) or
 //! any channel adapter (delivery does): routing happens here, sending happens elsewhere.
 
+use chrono::{DateTime, Utc};
+
 use crate::model::{Channel, MemberFacts, Visibility, route_for};
+use crate::schedule::Urgency;
+use crate::settings::ScheduleSettings;
 use crate::storage::{NewPublication, PublicationOutcome, StorageError, Store, VaultStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +35,14 @@ pub struct Item<'a> {
     pub title: &'a str,
     pub text: Option<&'a str>,
     pub url: Option<&'a str>,
+    pub urgency: Urgency,
+    /// Microseconds; after it the item is no longer sent.
+    pub expires_at: Option<i64>,
 }
 
-/// Publish `item` on `pipe` to `community` on behalf of `caller`.
+/// Publish `item` on `pipe` to `community` on behalf of `caller`. The outcome carries
+/// warnings about limits the publication runs into (the community's daily SMS cap).
+#[allow(clippy::too_many_arguments)]
 pub async fn publish(
     store: &Store,
     vault: &VaultStore,
@@ -41,6 +50,8 @@ pub async fn publish(
     community: &str,
     pipe: &str,
     item: Item<'_>,
+    schedule: &ScheduleSettings,
+    now: DateTime<Utc>,
 ) -> Result<PublicationOutcome, PublishError> {
     let info = store
         .community(community)
@@ -68,16 +79,55 @@ pub async fn publish(
         text: item.text,
         url: item.url,
         publisher: caller,
+        urgency: item.urgency.as_str(),
+        expires_at: item.expires_at,
     };
     let visibility = info.visibility;
-    Ok(store
+    let mut outcome = store
         .publish(
             publication,
             vault,
             |member| resolve_channels(member, visibility, pipe),
             |pipes| standalone_receives(pipes, visibility, pipe),
         )
-        .await?)
+        .await?;
+    if let Some(warning) = sms_cap_warning(store, community, schedule, now).await? {
+        outcome.warnings.push(warning);
+    }
+    Ok(outcome)
+}
+
+/// What a publisher should know about the community's SMS cap today: nothing below 80%.
+async fn sms_cap_warning(
+    store: &Store,
+    community: &str,
+    schedule: &ScheduleSettings,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StorageError> {
+    let cap = schedule.sms_community_daily;
+    if cap == 0 {
+        return Ok(None);
+    }
+    let day = utc_day(now);
+    let used = store.community_usage(community, Channel::Sms, &day).await?;
+    Ok(if used >= cap {
+        Some(format!(
+            "the community's SMS cap for {day} (UTC) is reached ({used} of {cap}): SMS deliveries \
+             are refused until the next day; other channels are unaffected"
+        ))
+    } else if used * 5 >= cap * 4 {
+        Some(format!(
+            "{used} of the community's {cap} SMS for {day} (UTC) are used; SMS beyond the cap \
+             will be refused"
+        ))
+    } else {
+        None
+    })
+}
+
+/// The UTC calendar day the community SMS cap counts in, `YYYY-MM-DD`.
+pub fn utc_day(now: DateTime<Utc>) -> String {
+    now.format("%Y-%m-%d").to_string()
 }
 
 /// The channels `member` receives `pipe` on, in a community of `visibility`.

@@ -22,6 +22,7 @@
 //! - [`sandbox`] and [`demo`]: local stand-ins for Jetstream and PLC, and the offline demo.
 pub mod auth;
 pub mod channels;
+pub mod clock;
 pub mod deliver;
 pub mod demo;
 pub mod distribute;
@@ -31,6 +32,7 @@ pub mod lexicon;
 pub mod metrics;
 pub mod model;
 pub mod sandbox;
+pub mod schedule;
 pub mod settings;
 pub mod startup;
 pub mod storage;

@@ -126,6 +126,39 @@ pub struct PreferencesRecord {
     /// BCP 47 language tag for the messages Herald renders for the member.
     #[serde(default)]
     pub language: Option<String>,
+    /// IANA time zone for the digest hour, quiet hours and daily limits.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub digest_hour: Option<i64>,
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHoursRecord>,
+    #[serde(default)]
+    pub channel_limits: Vec<ChannelLimit>,
+    #[serde(default)]
+    pub channel_cadences: Vec<ChannelCadence>,
+}
+
+/// `community.herald.preferences#quietHours`, as written ("HH:MM" each).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuietHoursRecord {
+    pub start: String,
+    pub end: String,
+}
+
+/// `community.herald.preferences#channelLimit`: at most `max_per_day` messages on `channel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelLimit {
+    pub channel: String,
+    pub max_per_day: i64,
+}
+
+/// `community.herald.preferences#channelCadence`: `immediate` or `daily` on `channel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCadence {
+    pub channel: String,
+    pub cadence: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::model::Channel;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -61,6 +62,11 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("HERALD_DELIVERY_RETRY_BASE_MS", Some("30000")),
     ("HERALD_DELIVERY_RETRY_MAX_SECS", Some("21600")),
     ("HERALD_DELIVERY_POLL_MS", Some("1000")),
+    ("HERALD_DIGEST_CHANNELS", Some("sms")),
+    ("HERALD_DIGEST_MAX_ITEMS", Some("10")),
+    ("HERALD_SMS_MEMBER_DAILY_LIMIT", Some("1")),
+    ("HERALD_SMS_COMMUNITY_DAILY_LIMIT", Some("0")),
+    ("HERALD_INBOX_URL", None),
     ("HERALD_TRUSTED_PREVALIDATORS", Some("")),
     ("HERALD_EMAIL_DOUBLE_OPT_IN", Some("false")),
 ];
@@ -105,6 +111,37 @@ pub struct Settings {
     /// Standalone email subscriptions wait for a confirmation click instead of starting at once.
     pub email_double_opt_in: bool,
     pub delivery: DeliverySettings,
+    pub schedule: ScheduleSettings,
+}
+
+/// What the operator decides about timing and volume: which channels wait for the daily
+/// digest unless a member says otherwise, and the SMS caps members cannot raise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSettings {
+    /// Channels whose default cadence is the daily digest (`HERALD_DIGEST_CHANNELS`).
+    pub digest_channels: Vec<Channel>,
+    /// Items listed in one digest message; the rest are counted ("and N more") and linked.
+    pub digest_max_items: usize,
+    /// Most SMS a member gets per local day, whatever their own `channelLimits` say; 0 means
+    /// no operator cap.
+    pub sms_member_daily: u32,
+    /// Most SMS sent per community per UTC day; 0 means no cap. Maintainers are warned at 80%
+    /// and SMS beyond it are refused (dead letters saying so), never silently dropped.
+    pub sms_community_daily: u64,
+    /// Where a digest's "and N more" links: where members read their inbox.
+    pub inbox_url: Url,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            digest_channels: vec![Channel::Sms],
+            digest_max_items: 10,
+            sms_member_daily: 1,
+            sms_community_daily: 0,
+            inbox_url: Url::parse("http://127.0.0.1:2470").expect("static URL"),
+        }
+    }
 }
 
 /// Where contacts live and the keys that seal them.
@@ -471,6 +508,31 @@ impl Settings {
             retry_max: Duration::from_secs(number("HERALD_DELIVERY_RETRY_MAX_SECS")?),
             poll: Duration::from_millis(number("HERALD_DELIVERY_POLL_MS")?),
         };
+        let whole = |key: &'static str| {
+            required(key)
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| SettingsError::Invalid {
+                    key,
+                    reason: "must be a whole number (0 for none)".into(),
+                })
+        };
+        let schedule = ScheduleSettings {
+            digest_channels: list(
+                "HERALD_DIGEST_CHANNELS",
+                &["email", "sms", "telegram", "webpush", "webhook"],
+            )?
+            .iter()
+            .filter_map(|c| Channel::parse(c))
+            .collect(),
+            digest_max_items: number("HERALD_DIGEST_MAX_ITEMS")?.min(100) as usize,
+            sms_member_daily: whole("HERALD_SMS_MEMBER_DAILY_LIMIT")?.min(1_000) as u32,
+            sms_community_daily: whole("HERALD_SMS_COMMUNITY_DAILY_LIMIT")?,
+            inbox_url: match optional_url("HERALD_INBOX_URL")? {
+                Some(url) => url,
+                None => public_url.clone(),
+            },
+        };
         let providers = ProviderSettings {
             smtp_url: secret("HERALD_SMTP_URL"),
             email_from: required("HERALD_EMAIL_FROM"),
@@ -528,6 +590,7 @@ impl Settings {
             trusted_prevalidators,
             email_double_opt_in,
             delivery,
+            schedule,
         })
     }
 

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::ServiceAuth;
 use crate::channels::{ChannelConfigError, Channels};
-use crate::deliver::{Dispatcher, ProviderConfigError, Providers};
+use crate::clock::{Clock, SystemClock};
+use crate::deliver::{DispatchConfig, Dispatcher, ProviderConfigError, Providers};
 use crate::identity::{Resolver, ResolverConfig};
 use crate::ingest::Ingest;
 use crate::lexicon::Lexicons;
@@ -91,6 +92,16 @@ pub struct Application {
 impl Application {
     /// Connect, migrate, bind (port 0 picks a free port) and start the chosen roles.
     pub async fn build(settings: Settings, roles: Roles) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, roles, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], with the clock publish and delivery decisions read: tests
+    /// and benchmarks pass a [`crate::clock::ManualClock`] to move through days.
+    pub async fn build_with_clock(
+        settings: Settings,
+        roles: Roles,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         let store = Store::connect(settings.database_url.expose_secret()).await?;
         let lexicons =
             Arc::new(Lexicons::embedded().map_err(|e| StartupError::Lexicons(e.to_string()))?);
@@ -128,6 +139,8 @@ impl Application {
                     vault: vault.clone(),
                     limits: Arc::new(xrpc::limits::Limits::new()),
                     wake: wake.clone(),
+                    schedule: settings.schedule.clone(),
+                    clock: clock.clone(),
                 })
                 .merge(web::router(web::WebState {
                     service_did: settings.service_did.clone(),
@@ -182,8 +195,12 @@ impl Application {
                 vault.clone(),
                 providers,
                 metrics.clone(),
-                settings.delivery,
                 wake,
+                DispatchConfig {
+                    delivery: settings.delivery,
+                    schedule: settings.schedule.clone(),
+                    clock,
+                },
             ));
             let token = shutdown.clone();
             tasks.push(tokio::spawn(dispatcher.run(token)));

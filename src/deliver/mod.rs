@@ -20,6 +20,7 @@
 //! - An outcome is recorded only under the claim that produced it (the store checks the
 //!   lease token), so a late worker cannot undo a newer claim's result.
 
+pub mod policy;
 pub mod providers;
 pub mod render;
 
@@ -36,14 +37,18 @@ use tokio_util::sync::CancellationToken;
 use crate::channels::email::OutgoingEmail;
 use crate::channels::webhook::WebhookSecret;
 use crate::channels::{SendError, webpush};
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::model::Channel;
-use crate::settings::DeliverySettings;
+use crate::schedule::Urgency;
+use crate::settings::{DeliverySettings, ScheduleSettings};
 use crate::storage::{
-    Claimed, Outcome, PublicationContext, Settled, StorageError, Store, format_micros, now_micros,
+    Claimed, MemberTiming, Outcome, PublicationContext, Settled, StorageError, Store, format_micros,
 };
 use crate::vault::{Target, Vault};
+use policy::ChannelPolicy;
 pub use providers::{Accepted, ProviderConfigError, Providers};
+use render::Digest;
 pub use render::Renderer;
 
 /// How long a web push waits at the push service for an offline browser.
@@ -61,8 +66,17 @@ pub struct Dispatcher {
     renderer: Renderer,
     metrics: Arc<Metrics>,
     config: DeliverySettings,
+    schedule: ScheduleSettings,
+    clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     publications: moka::future::Cache<String, Arc<PublicationContext>>,
+}
+
+/// How a dispatcher runs: its mechanics, the operator's timing policy and its clock.
+pub struct DispatchConfig {
+    pub delivery: DeliverySettings,
+    pub schedule: ScheduleSettings,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// One claimed row with what it needs to be sent.
@@ -70,7 +84,17 @@ struct Job {
     row: Claimed,
     publication: Option<Arc<PublicationContext>>,
     language: String,
+    timing: Option<Arc<MemberTiming>>,
 }
+
+/// What one message carries: one item, or several folded together.
+enum Content<'a> {
+    One(&'a PublicationContext),
+    Many(Vec<&'a PublicationContext>),
+}
+
+/// Outcomes of one unit of work, with the permit its rows held.
+type SettleMsg = (Vec<Settled>, &'static str, OwnedSemaphorePermit);
 
 impl Dispatcher {
     pub fn new(
@@ -78,8 +102,8 @@ impl Dispatcher {
         vault: Arc<Vault>,
         providers: Providers,
         metrics: Arc<Metrics>,
-        config: DeliverySettings,
         wake: Arc<Notify>,
+        config: DispatchConfig,
     ) -> Self {
         Self {
             store,
@@ -87,7 +111,9 @@ impl Dispatcher {
             providers,
             renderer: Renderer::new(),
             metrics,
-            config,
+            config: config.delivery,
+            schedule: config.schedule,
+            clock: config.clock,
             wake,
             publications: moka::future::Cache::builder()
                 .max_capacity(10_000)
@@ -108,28 +134,40 @@ impl Dispatcher {
         }
         let concurrency = self.config.concurrency.max(1);
         let permits = Arc::new(Semaphore::new(concurrency));
-        let (tx, rx) = mpsc::channel::<(Settled, &'static str, OwnedSemaphorePermit)>(
-            concurrency.max(SETTLE_BATCH),
-        );
-        let writer = tokio::spawn(settle_loop(self.store.clone(), self.metrics.clone(), rx));
+        let (tx, rx) = mpsc::channel::<SettleMsg>(concurrency.max(SETTLE_BATCH));
+        let writer = tokio::spawn(settle_loop(
+            self.store.clone(),
+            self.metrics.clone(),
+            self.clock.clone(),
+            rx,
+        ));
+        let batch = self.config.batch.max(1);
+        // Claim only once a quarter of the permits are free: claiming the moment one frees
+        // made claims of ~3 rows, each a write that queues behind outcomes on SQLite's one
+        // writer. A quarter still keeps three quarters of the sends in flight.
+        let threshold = (concurrency / 4).clamp(1, batch) as u32;
         loop {
-            let first = tokio::select! {
-                permit = permits.clone().acquire_owned() => match permit {
+            let mut free = tokio::select! {
+                permit = permits.clone().acquire_many_owned(threshold) => match permit {
                     Ok(p) => p,
                     Err(_) => break,
                 },
                 _ = shutdown.cancelled() => break,
             };
-            let want = (permits.available_permits() + 1).min(self.config.batch.max(1));
+            let more = permits.available_permits().min(batch - threshold as usize);
+            if let Ok(extra) = permits.clone().try_acquire_many_owned(more as u32) {
+                free.merge(extra);
+            }
+            let want = free.num_permits();
             let claimed = match self
                 .store
-                .claim_deliveries(want, self.config.lease, now_micros())
+                .claim_deliveries(want, self.config.lease, self.clock.now_micros())
                 .await
             {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming deliveries failed");
-                    drop(first);
+                    drop(free);
                     if sleep_or_stop(&shutdown, self.config.poll).await {
                         break;
                     }
@@ -137,7 +175,7 @@ impl Dispatcher {
                 }
             };
             if claimed.is_empty() {
-                drop(first);
+                drop(free);
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(self.config.poll) => {}
@@ -150,37 +188,31 @@ impl Dispatcher {
                 Err((e, rows)) => {
                     // Give the rows back for a retry soon rather than hold them to expiry.
                     tracing::error!(error = %e, "loading what deliveries need failed");
-                    let mut first = Some(first);
+                    let at = self.clock.now_micros() + self.config.poll.as_micros() as i64;
                     for row in rows {
-                        let permit = first.take().unwrap_or_else(|| take_permit(&permits));
+                        let permit = take_permits(&mut free, 1);
                         let settled = Settled {
                             id: row.id,
                             lease_token: row.lease_token,
                             outcome: Outcome::Retry {
-                                at: now_micros() + self.config.poll.as_micros() as i64,
+                                at,
                                 error: "storage unavailable while preparing the send".into(),
                             },
                         };
-                        let _ = tx.send((settled, "unknown", permit)).await;
+                        let _ = tx.send((vec![settled], "unknown", permit)).await;
                     }
                     continue;
                 }
             };
-            let mut first = Some(first);
-            for job in jobs {
-                let permit = first.take().unwrap_or_else(|| take_permit(&permits));
+            for unit in units(jobs) {
+                let permit = take_permits(&mut free, unit.len());
                 let this = self.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let channel = Channel::parse(&job.row.channel)
+                    let channel = Channel::parse(&unit[0].row.channel)
                         .map(Channel::as_str)
                         .unwrap_or("unknown");
-                    let outcome = this.attempt(&job).await;
-                    let settled = Settled {
-                        id: job.row.id,
-                        lease_token: job.row.lease_token,
-                        outcome,
-                    };
+                    let settled = this.deliver(unit).await;
                     let _ = tx.send((settled, channel, permit)).await;
                 });
             }
@@ -223,40 +255,291 @@ impl Dispatcher {
             .filter(|r| !r.recipient.starts_with("email:"))
             .map(|r| r.recipient.clone())
             .collect();
-        let languages = match self.store.languages(&dids).await {
-            Ok(l) => l,
+        let timings = match self.store.member_timing(&dids).await {
+            Ok(t) => t,
             Err(e) => return Err((e, rows)),
         };
+        let timings: HashMap<String, Arc<MemberTiming>> = timings
+            .into_iter()
+            .map(|(did, t)| (did, Arc::new(t)))
+            .collect();
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
             let publication = self.publications.get(&row.publication_id).await;
+            let timing = timings.get(&row.recipient).cloned();
             let language = self
                 .renderer
-                .language(languages.get(&row.recipient).map(String::as_str))
+                .language(timing.as_ref().and_then(|t| t.language.as_deref()))
                 .to_string();
             jobs.push(Job {
                 row,
                 publication,
                 language,
+                timing,
             });
         }
         Ok(jobs)
     }
 
-    /// Send one delivery and decide its outcome. Never fails: every error becomes an
-    /// outcome (retry, dead or cancelled) with a reason that names no address.
-    async fn attempt(&self, job: &Job) -> Outcome {
+    /// Deliver one unit (a row, or a member's held rows on one channel) and decide every
+    /// row's outcome. Never fails: every error becomes an outcome (held, retry, dead or
+    /// cancelled) with a reason that names no address.
+    async fn deliver(&self, mut jobs: Vec<Job>) -> Vec<Settled> {
+        let now = self.clock.now();
+        let now_us = now.timestamp_micros();
+        let mut settled = Vec::with_capacity(jobs.len());
+        let settle = |job: &Job, outcome: Outcome| Settled {
+            id: job.row.id.clone(),
+            lease_token: job.row.lease_token.clone(),
+            outcome,
+        };
+        let channel = Channel::parse(&jobs[0].row.channel).filter(|c| *c != Channel::Inbox);
+        let Some(channel) = channel else {
+            return jobs
+                .iter()
+                .map(|j| {
+                    let error = format!("unknown delivery channel {:?}", j.row.channel);
+                    settle(j, Outcome::Dead { error })
+                })
+                .collect();
+        };
+        let policy = ChannelPolicy::of(jobs[0].timing.as_deref(), channel, &self.schedule);
+
+        // A row seen for the first time goes now, or is held until the member's policy lets
+        // it go (quiet hours, the digest hour).
+        if let [job] = jobs.as_slice()
+            && !job.row.fold
+            && let Some(publication) = &job.publication
+            && channel != Channel::Feed
+        {
+            let release = policy.release_at(now, urgency(publication));
+            if release > now {
+                let fold = policy.cadence == crate::schedule::Cadence::Daily;
+                let at = release.timestamp_micros();
+                return vec![settle(job, Outcome::Held { at, fold })];
+            }
+        }
+        // Whatever else the member has waiting on this channel goes in the same message.
+        if policy.folds() {
+            let first = &jobs[0].row;
+            match self
+                .store
+                .claim_folded(
+                    &first.recipient,
+                    first.channel.as_str(),
+                    &first.lease_token,
+                    self.config.lease,
+                    now_us,
+                )
+                .await
+            {
+                Ok(rows) if !rows.is_empty() => match self.prepare(rows).await {
+                    Ok(more) => jobs.extend(more),
+                    Err((e, rows)) => {
+                        // They stay claimed until their lease ends, then go out later.
+                        tracing::error!(error = %e, held = rows.len(), "loading held items failed");
+                    }
+                },
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "claiming held items failed"),
+            }
+        }
+        // Expired items are not sent late; a missing publication cannot be rendered.
+        let mut live: Vec<Job> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match &job.publication {
+                None => {
+                    let error = "the publication no longer exists".into();
+                    settled.push(settle(&job, Outcome::Dead { error }));
+                }
+                Some(p) if p.expires_at.is_some_and(|at| at <= now_us) => {
+                    let reason = "the item expired before it could be sent".into();
+                    settled.push(settle(&job, Outcome::Cancelled { reason }));
+                }
+                Some(_) => live.push(job),
+            }
+        }
+        if live.is_empty() {
+            return settled;
+        }
+        // The member's daily cap: a message over it waits, with everything in it, for the
+        // next one allowed.
+        let day = policy.clock.local_date(now).to_string();
+        let recipient = live[0].row.recipient.clone();
+        let mut reserved = false;
+        if let Some(limit) = policy.daily_limit {
+            match self
+                .store
+                .reserve_channel_send(&recipient, channel.as_str(), &day, limit)
+                .await
+            {
+                Ok(true) => reserved = true,
+                Ok(false) => {
+                    let most = if live.iter().any(|j| job_urgency(j) == Urgency::Urgent) {
+                        Urgency::Urgent
+                    } else {
+                        Urgency::Normal
+                    };
+                    let at = policy
+                        .clock
+                        .next_allowed_after_cap(now, most)
+                        .timestamp_micros();
+                    settled.extend(
+                        live.iter()
+                            .map(|j| settle(j, Outcome::Held { at, fold: true })),
+                    );
+                    return settled;
+                }
+                Err(e) => {
+                    let err = SendError::transient(format!("daily cap unavailable: {e}"));
+                    settled.extend(live.iter().map(|j| settle(j, self.retry(&j.row, &err))));
+                    return settled;
+                }
+            }
+        }
+        // The operator's cap on SMS per community and day: refused items are dead letters
+        // that say why, and the community's maintainers are told.
+        let mut community_reserved: Vec<String> = Vec::new();
+        if channel == Channel::Sms && self.schedule.sms_community_daily > 0 {
+            let cap = self.schedule.sms_community_daily;
+            let utc_day = crate::distribute::utc_day(now);
+            let mut communities: Vec<String> = live
+                .iter()
+                .filter_map(|j| j.publication.as_ref().map(|p| p.community.clone()))
+                .collect();
+            communities.sort();
+            communities.dedup();
+            let mut refused: Vec<String> = Vec::new();
+            for community in communities {
+                match self
+                    .store
+                    .reserve_community_send(&community, "sms", &utc_day, cap)
+                    .await
+                {
+                    Ok(Some(used)) => {
+                        if used * 5 >= cap * 4 {
+                            self.warn_maintainers(&community, &utc_day, used, cap, now_us)
+                                .await;
+                        }
+                        community_reserved.push(community);
+                    }
+                    Ok(None) => {
+                        self.warn_maintainers(&community, &utc_day, cap + 1, cap, now_us)
+                            .await;
+                        refused.push(community);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "community SMS cap unavailable");
+                        refused.push(community);
+                    }
+                }
+            }
+            if !refused.is_empty() {
+                let (out, keep): (Vec<Job>, Vec<Job>) = live.into_iter().partition(|j| {
+                    j.publication
+                        .as_ref()
+                        .is_some_and(|p| refused.contains(&p.community))
+                });
+                for job in &out {
+                    let error = format!(
+                        "refused: the community's SMS cap for {utc_day} (UTC), {cap} messages, \
+                         was reached"
+                    );
+                    settled.push(settle(job, Outcome::Dead { error }));
+                }
+                live = keep;
+            }
+        }
+        if live.is_empty() {
+            self.release(&recipient, channel, reserved.then_some(day.as_str()), &[])
+                .await;
+            return settled;
+        }
+        let publications: Vec<&PublicationContext> = live
+            .iter()
+            .filter_map(|j| j.publication.as_deref())
+            .collect();
+        let content = match publications.as_slice() {
+            [one] => Content::One(one),
+            _ => Content::Many(publications.clone()),
+        };
+        let outcome = self.attempt(&live[0], channel, &content).await;
+        if !matches!(outcome, Outcome::Sent { .. }) {
+            let day = reserved.then_some(day.as_str());
+            self.release(&recipient, channel, day, &community_reserved)
+                .await;
+        }
+        settled.extend(live.iter().map(|j| settle(j, outcome.clone())));
+        settled
+    }
+
+    /// Give back the cap reservations of a message that was not sent: the member's for
+    /// `day` when one was taken, and the communities'.
+    async fn release(
+        &self,
+        recipient: &str,
+        channel: Channel,
+        day: Option<&str>,
+        communities: &[String],
+    ) {
+        if let Some(day) = day
+            && let Err(e) = self
+                .store
+                .release_channel_send(recipient, channel.as_str(), day)
+                .await
+        {
+            tracing::error!(error = %e, "could not give back a daily cap reservation");
+        }
+        let utc_day = crate::distribute::utc_day(self.clock.now());
+        for community in communities {
+            if let Err(e) = self
+                .store
+                .release_community_send(community, "sms", &utc_day)
+                .await
+            {
+                tracing::error!(error = %e, "could not give back a community SMS reservation");
+            }
+        }
+    }
+
+    /// Tell a community's maintainers (its admins' inboxes) that its SMS cap is near (80%)
+    /// or reached: once a day each.
+    async fn warn_maintainers(&self, community: &str, day: &str, used: u64, cap: u64, now: i64) {
+        let (item, title, text) = if used > cap {
+            (
+                format!("herald:sms-cap:{day}:reached"),
+                format!("SMS cap reached: no more SMS today ({cap} sent)"),
+                format!(
+                    "The community's SMS cap of {cap} messages for {day} (UTC) is reached. \
+                     Further SMS deliveries today are refused and listed as dead letters; \
+                     other channels are unaffected."
+                ),
+            )
+        } else {
+            (
+                format!("herald:sms-cap:{day}:80"),
+                format!("SMS cap: {used} of {cap} used today"),
+                format!(
+                    "The community has used {used} of its {cap} SMS for {day} (UTC). SMS \
+                     beyond the cap will be refused."
+                ),
+            )
+        };
+        let publisher = "herald";
+        match self
+            .store
+            .notify_admins(community, &item, &title, &text, publisher, now)
+            .await
+        {
+            Ok(true) => tracing::warn!(community, used, cap, "community SMS cap notice sent"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "could not warn a community's maintainers"),
+        }
+    }
+
+    /// Send one message (one item or several) to the job's recipient and decide its outcome.
+    async fn attempt(&self, job: &Job, channel: Channel, content: &Content<'_>) -> Outcome {
         let row = &job.row;
-        let Some(channel) = Channel::parse(&row.channel).filter(|c| *c != Channel::Inbox) else {
-            return Outcome::Dead {
-                error: format!("unknown delivery channel {:?}", row.channel),
-            };
-        };
-        let Some(publication) = &job.publication else {
-            return Outcome::Dead {
-                error: "the publication no longer exists".into(),
-            };
-        };
         if channel == Channel::Feed {
             // The feed is rendered from sent rows: marking it sent is the delivery.
             return Outcome::Sent {
@@ -287,7 +570,7 @@ impl Dispatcher {
         let mut accepted: Option<Accepted> = None;
         let mut failures: Vec<SendError> = Vec::new();
         for target in &targets {
-            match self.send(channel, target, job, publication).await {
+            match self.send(channel, target, job, content).await {
                 Ok(ok) => {
                     accepted.get_or_insert(ok);
                 }
@@ -329,11 +612,16 @@ impl Dispatcher {
         channel: Channel,
         target: &Target,
         job: &Job,
-        publication: &PublicationContext,
+        content: &Content<'_>,
     ) -> Result<Accepted, SendError> {
         let p = &self.providers;
         let key = job.row.id.as_str();
         let lang = job.language.as_str();
+        let digest = |items| Digest {
+            items,
+            max_listed: self.schedule.digest_max_items,
+            inbox_url: self.schedule.inbox_url.as_str(),
+        };
         let mut attempt = p.failover(channel);
         match target {
             Target::Email {
@@ -342,9 +630,16 @@ impl Dispatcher {
                 unsubscribe_url,
                 ..
             } => {
-                let rendered = self
-                    .renderer
-                    .email(lang, publication, manage_url, unsubscribe_url);
+                let rendered = match content {
+                    Content::One(publication) => {
+                        self.renderer
+                            .email(lang, publication, manage_url, unsubscribe_url)
+                    }
+                    Content::Many(items) => {
+                        self.renderer
+                            .email_digest(lang, digest(items), manage_url, unsubscribe_url)
+                    }
+                };
                 let email = OutgoingEmail {
                     to: to.clone(),
                     subject: rendered.subject,
@@ -370,7 +665,10 @@ impl Dispatcher {
                 attempt.exhausted()
             }
             Target::Sms { number, .. } => {
-                let body = self.renderer.sms(lang, publication);
+                let body = match content {
+                    Content::One(publication) => self.renderer.sms(lang, publication),
+                    Content::Many(items) => self.renderer.sms_digest(lang, digest(items)),
+                };
                 for g in &p.sms {
                     if attempt.permitted(g)
                         && let ControlFlow::Break(done) =
@@ -382,7 +680,10 @@ impl Dispatcher {
                 attempt.exhausted()
             }
             Target::Telegram { chat_id, .. } => {
-                let text = self.renderer.telegram(lang, publication);
+                let text = match content {
+                    Content::One(publication) => self.renderer.telegram(lang, publication),
+                    Content::Many(items) => self.renderer.telegram_digest(lang, digest(items)),
+                };
                 for g in &p.telegram {
                     if attempt.permitted(g)
                         && let ControlFlow::Break(done) =
@@ -394,7 +695,10 @@ impl Dispatcher {
                 attempt.exhausted()
             }
             Target::Push { subscription, .. } => {
-                let payload = self.renderer.push(publication, key);
+                let payload = match content {
+                    Content::One(publication) => self.renderer.push(publication, key),
+                    Content::Many(items) => self.renderer.push_digest(lang, digest(items), key),
+                };
                 for g in &p.webpush {
                     let sent = async {
                         g.provider
@@ -419,11 +723,18 @@ impl Dispatcher {
                     .map_err(|_| SendError::permanent("stored webhook URL does not parse"))?;
                 let secret = WebhookSecret::parse(secret.expose_secret())
                     .map_err(|_| SendError::permanent("stored webhook secret does not parse"))?;
-                let body = self.renderer.webhook(
-                    publication,
-                    &job.row.recipient,
-                    &format_micros(publication.created_at),
-                );
+                let body = match content {
+                    Content::One(publication) => self.renderer.webhook(
+                        publication,
+                        &job.row.recipient,
+                        &format_micros(publication.created_at),
+                    ),
+                    Content::Many(items) => self.renderer.webhook_digest(
+                        items,
+                        &job.row.recipient,
+                        &format_micros(self.clock.now_micros()),
+                    ),
+                };
                 let sent = p.webhook.send(&url, &secret, key, &body).await?;
                 Ok(Accepted {
                     provider: "webhook",
@@ -469,7 +780,7 @@ impl Dispatcher {
             delay = delay.max(*wait);
         }
         Outcome::Retry {
-            at: now_micros() + delay.as_micros() as i64,
+            at: self.clock.now_micros() + delay.as_micros() as i64,
             error: err.to_string(),
         }
     }
@@ -491,13 +802,39 @@ pub fn backoff_delay(config: &DeliverySettings, attempt: usize) -> Duration {
         .unwrap_or(config.retry_max)
 }
 
-fn take_permit(permits: &Arc<Semaphore>) -> OwnedSemaphorePermit {
-    // Only the claim loop takes permits and it claimed no more rows than were free, so one
-    // is always available here.
-    permits
-        .clone()
-        .try_acquire_owned()
-        .expect("a permit for every claimed row")
+fn take_permits(free: &mut OwnedSemaphorePermit, n: usize) -> OwnedSemaphorePermit {
+    // The claim asked for no more rows than `free` holds permits.
+    free.split(n).expect("a permit for every claimed row")
+}
+
+/// The claimed rows as units of work: rows held for folding go out together per member and
+/// channel, every other row alone.
+fn units(jobs: Vec<Job>) -> Vec<Vec<Job>> {
+    let mut out: Vec<Vec<Job>> = Vec::with_capacity(jobs.len());
+    let mut folded: HashMap<(String, String), usize> = HashMap::new();
+    for job in jobs {
+        if job.row.fold {
+            let key = (job.row.recipient.clone(), job.row.channel.clone());
+            if let Some(&i) = folded.get(&key) {
+                out[i].push(job);
+                continue;
+            }
+            folded.insert(key, out.len());
+        }
+        out.push(vec![job]);
+    }
+    out
+}
+
+fn urgency(publication: &PublicationContext) -> Urgency {
+    publication.urgency.parse().unwrap_or(Urgency::Normal)
+}
+
+fn job_urgency(job: &Job) -> Urgency {
+    job.publication
+        .as_deref()
+        .map(urgency)
+        .unwrap_or(Urgency::Normal)
 }
 
 /// `true` when stopped while waiting.
@@ -513,14 +850,15 @@ async fn sleep_or_stop(shutdown: &CancellationToken, wait: Duration) -> bool {
 async fn settle_loop(
     store: Store,
     metrics: Arc<Metrics>,
-    mut rx: mpsc::Receiver<(Settled, &'static str, OwnedSemaphorePermit)>,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<SettleMsg>,
 ) {
     let mut buffer = Vec::with_capacity(SETTLE_BATCH);
     while rx.recv_many(&mut buffer, SETTLE_BATCH).await > 0 {
-        let settled: Vec<Settled> = buffer.iter().map(|(s, _, _)| s.clone()).collect();
+        let settled: Vec<Settled> = buffer.iter().flat_map(|(s, _, _)| s.clone()).collect();
         let mut wait = Duration::from_millis(50);
         loop {
-            match store.settle_deliveries(&settled, now_micros()).await {
+            match store.settle_deliveries(&settled, clock.now_micros()).await {
                 Ok(recorded) => {
                     if recorded < settled.len() {
                         tracing::warn!(
@@ -538,8 +876,10 @@ async fn settle_loop(
             }
         }
         let mut by_outcome: HashMap<(&'static str, &'static str), u64> = HashMap::new();
-        for (s, channel, _) in &buffer {
-            *by_outcome.entry((channel, s.outcome.label())).or_default() += 1;
+        for (rows, channel, _) in &buffer {
+            for s in rows {
+                *by_outcome.entry((channel, s.outcome.label())).or_default() += 1;
+            }
         }
         for ((channel, outcome), n) in by_outcome {
             metrics.delivery(channel, outcome, n);

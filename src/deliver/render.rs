@@ -36,6 +36,26 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("sms.txt", include_str!("../../templates/delivery/sms.txt")),
     (
+        "digest_subject.txt",
+        include_str!("../../templates/delivery/digest_subject.txt"),
+    ),
+    (
+        "digest_email.txt",
+        include_str!("../../templates/delivery/digest_email.txt"),
+    ),
+    (
+        "digest_email.html",
+        include_str!("../../templates/delivery/digest_email.html"),
+    ),
+    (
+        "digest_sms.txt",
+        include_str!("../../templates/delivery/digest_sms.txt"),
+    ),
+    (
+        "digest_telegram.txt",
+        include_str!("../../templates/delivery/digest_telegram.txt"),
+    ),
+    (
         "telegram.txt",
         include_str!("../../templates/delivery/telegram.txt"),
     ),
@@ -48,6 +68,33 @@ pub struct RenderedEmail {
     pub subject: String,
     pub text: String,
     pub html: String,
+}
+
+/// Several items in one message: the first `listed` are shown, `more` are only counted, and
+/// `inbox_url` is where all of them can be read.
+#[derive(Debug, Clone, Copy)]
+pub struct Digest<'a> {
+    pub items: &'a [&'a PublicationContext],
+    pub max_listed: usize,
+    pub inbox_url: &'a str,
+}
+
+impl Digest<'_> {
+    fn context(&self) -> minijinja::Value {
+        let listed: Vec<Item<'_>> = self
+            .items
+            .iter()
+            .take(self.max_listed.max(1))
+            .map(|p| Item::of(p))
+            .collect();
+        let more = self.items.len() - listed.len();
+        context! {
+            items => listed,
+            more,
+            total => self.items.len(),
+            inbox_url => self.inbox_url,
+        }
+    }
 }
 
 /// What templates see of a publication.
@@ -148,9 +195,114 @@ impl Renderer {
         }
     }
 
+    /// One email listing several items (a digest, or what a daily cap held back).
+    pub fn email_digest(
+        &self,
+        lang: &str,
+        digest: Digest<'_>,
+        manage_url: &str,
+        unsubscribe_url: &str,
+    ) -> RenderedEmail {
+        let ctx = context! { manage_url, unsubscribe_url, ..digest.context() };
+        let subject = self.render("digest_subject.txt", lang, ctx.clone());
+        RenderedEmail {
+            subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
+            text: self.render("digest_email.txt", lang, ctx.clone()),
+            html: self.render("digest_email.html", lang, ctx),
+        }
+    }
+
+    /// One SMS listing several items' titles. Listing fewer keeps it inside the size bound
+    /// with the opt-out line intact: titles are dropped (and counted in "and N more") before
+    /// anything is cut.
+    pub fn sms_digest(&self, lang: &str, digest: Digest<'_>) -> String {
+        let mut listed = digest.max_listed.max(1).min(digest.items.len());
+        loop {
+            let text = self.render(
+                "digest_sms.txt",
+                lang,
+                Digest {
+                    max_listed: listed,
+                    ..digest
+                }
+                .context(),
+            );
+            let text = text.trim();
+            if text.chars().count() <= MAX_SMS_CHARS || listed == 1 {
+                return truncate(text, MAX_SMS_CHARS);
+            }
+            listed -= 1;
+        }
+    }
+
+    pub fn telegram_digest(&self, lang: &str, digest: Digest<'_>) -> String {
+        let text = self.render("digest_telegram.txt", lang, digest.context());
+        truncate(text.trim(), MAX_TELEGRAM_CHARS)
+    }
+
+    /// A push listing a digest: the count as title, the first titles as body.
+    pub fn push_digest(&self, lang: &str, digest: Digest<'_>, delivery_id: &str) -> Vec<u8> {
+        let title = self.render("digest_subject.txt", lang, digest.context());
+        let mut listed = digest.max_listed.max(1).min(digest.items.len());
+        loop {
+            let body: Vec<&str> = digest.items[..listed]
+                .iter()
+                .map(|p| p.title.as_str())
+                .collect();
+            let bytes = serde_json::json!({
+                "type": "community.herald.digest",
+                "id": delivery_id,
+                "title": title.trim(),
+                "body": body.join("\n"),
+                "url": digest.inbox_url,
+            })
+            .to_string()
+            .into_bytes();
+            if bytes.len() <= MAX_PAYLOAD || listed == 1 {
+                return bytes;
+            }
+            listed -= 1;
+        }
+    }
+
+    /// The JSON body of a webhook carrying several items.
+    pub fn webhook_digest(
+        &self,
+        items: &[&PublicationContext],
+        recipient: &str,
+        sent_at: &str,
+    ) -> serde_json::Value {
+        let items: Vec<serde_json::Value> = items
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "publication": p.id,
+                    "community": p.community,
+                    "communityName": p.community_name,
+                    "pipe": p.pipe,
+                    "itemId": p.item_id,
+                    "title": p.title,
+                    "text": p.text,
+                    "url": p.url,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "type": "community.herald.digest",
+            "timestamp": sent_at,
+            "data": { "recipient": recipient, "items": items }
+        })
+    }
+
+    /// One item as an SMS; a long item is cut, never the opt-out line after it.
     pub fn sms(&self, lang: &str, publication: &PublicationContext) -> String {
         let text = self.render("sms.txt", lang, context! { item => Item::of(publication) });
-        truncate(text.trim(), MAX_SMS_CHARS)
+        let text = text.trim();
+        let Some((item, stop)) = text.rsplit_once('\n') else {
+            return truncate(text, MAX_SMS_CHARS);
+        };
+        let room = MAX_SMS_CHARS.saturating_sub(stop.chars().count() + 1);
+        format!("{}\n{stop}", truncate(item, room))
     }
 
     pub fn telegram(&self, lang: &str, publication: &PublicationContext) -> String {
@@ -255,7 +407,87 @@ mod tests {
             text: Some("Bring gloves.".into()),
             url: Some("https://example.org/trees?a=1&b=2".into()),
             created_at: 0,
+            urgency: "normal".into(),
+            expires_at: None,
         }
+    }
+
+    fn items(n: usize) -> Vec<PublicationContext> {
+        (0..n)
+            .map(|i| PublicationContext {
+                id: format!("pub-{i}"),
+                item_id: format!("item-{i}"),
+                title: format!("Opportunity number {i} with a reasonably long title"),
+                ..publication()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_sms_digest_lists_the_items_and_keeps_the_opt_out_within_the_size_bound() {
+        let r = Renderer::new();
+        let all = items(3);
+        let refs: Vec<&PublicationContext> = all.iter().collect();
+        let digest = Digest {
+            items: &refs,
+            max_listed: 10,
+            inbox_url: "https://herald.example/inbox",
+        };
+        let sms = r.sms_digest("en", digest);
+        assert!(sms.starts_with("3 new items for you:"), "{sms}");
+        for i in 0..3 {
+            assert!(sms.contains(&format!("Opportunity number {i} ")), "{sms}");
+        }
+        assert!(sms.ends_with("Reply STOP to opt out."), "{sms}");
+
+        let many = items(30);
+        let refs: Vec<&PublicationContext> = many.iter().collect();
+        let sms = r.sms_digest(
+            "es",
+            Digest {
+                items: &refs,
+                ..digest
+            },
+        );
+        assert!(
+            sms.chars().count() <= MAX_SMS_CHARS,
+            "{}",
+            sms.chars().count()
+        );
+        assert!(sms.starts_with("30 novedades"), "{sms}");
+        assert!(sms.contains(" más: https://herald.example/inbox"), "{sms}");
+        assert!(sms.ends_with("Responde STOP para darte de baja."), "{sms}");
+    }
+
+    #[test]
+    fn an_email_digest_caps_the_list_and_links_the_rest() {
+        let r = Renderer::new();
+        let all = items(12);
+        let refs: Vec<&PublicationContext> = all.iter().collect();
+        let email = r.email_digest(
+            "de",
+            Digest {
+                items: &refs,
+                max_listed: 10,
+                inbox_url: "https://herald.example/inbox",
+            },
+            "https://h/manage",
+            "https://h/unsub",
+        );
+        assert_eq!(email.subject, "12 Neuigkeiten");
+        assert!(email.text.contains("Opportunity number 9 "));
+        assert!(!email.text.contains("Opportunity number 10 "));
+        assert!(
+            email
+                .text
+                .contains("und 2 weitere: https://herald.example/inbox")
+        );
+        assert!(
+            email.html.contains("Gardeners &lt;&amp; Friends&gt;"),
+            "escaped"
+        );
+        assert!(email.text.contains("https://h/unsub") && email.text.contains("https://h/manage"));
+        assert!(email.html.contains("h&#x2f;unsub"), "{}", email.html);
     }
 
     #[test]
@@ -316,13 +548,18 @@ mod tests {
         let r = Renderer::new();
         assert_eq!(
             r.sms("en", &publication()),
-            "Gardeners <& Friends>: Plant trees on Saturday https://example.org/trees?a=1&b=2"
+            "Gardeners <& Friends>: Plant trees on Saturday https://example.org/trees?a=1&b=2\n\
+             Reply STOP to opt out."
         );
         let mut long = publication();
         long.title = "x".repeat(2_000);
         long.text = Some("y".repeat(10_000));
-        assert_eq!(r.sms("en", &long).chars().count(), MAX_SMS_CHARS);
-        assert!(r.sms("en", &long).ends_with('…'));
+        let sms = r.sms("fr", &long);
+        assert_eq!(sms.chars().count(), MAX_SMS_CHARS);
+        assert!(
+            sms.ends_with("…\nRépondez STOP pour vous désabonner."),
+            "{sms}"
+        );
         assert_eq!(r.telegram("de", &long).chars().count(), MAX_TELEGRAM_CHARS);
         let t = r.telegram("en", &publication());
         assert!(t.starts_with("Gardeners <& Friends>\nPlant trees on Saturday\n\nBring gloves."));

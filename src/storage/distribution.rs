@@ -28,6 +28,9 @@ pub struct NewPublication<'a> {
     pub text: Option<&'a str>,
     pub url: Option<&'a str>,
     pub publisher: &'a str,
+    /// `normal` or `urgent`.
+    pub urgency: &'a str,
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,8 @@ pub struct PublicationOutcome {
     pub id: String,
     pub recipients: i64,
     pub duplicate: bool,
+    /// Limits the publication runs into (filled in by `distribute`).
+    pub warnings: Vec<String>,
 }
 
 /// A page of complete members and the cursor to continue after, if any.
@@ -159,7 +164,8 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let inserted: Option<String> = sqlx::query_scalar(
             "INSERT INTO publications (id, community, pipe, item_id, title, text, url, publisher, \
-             recipients, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9) \
+             recipients, created_at, urgency, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11) \
              ON CONFLICT (community, item_id) DO NOTHING RETURNING id",
         )
         .bind(&id)
@@ -171,6 +177,8 @@ impl Store {
         .bind(publication.url)
         .bind(publication.publisher)
         .bind(now)
+        .bind(publication.urgency)
+        .bind(publication.expires_at)
         .fetch_optional(&mut *tx)
         .await?;
         if inserted.is_none() {
@@ -186,6 +194,7 @@ impl Store {
                 id: row.try_get("id")?,
                 recipients: row.try_get("recipients")?,
                 duplicate: true,
+                warnings: Vec::new(),
             });
         }
 
@@ -260,6 +269,7 @@ impl Store {
             id,
             recipients,
             duplicate: false,
+            warnings: Vec::new(),
         })
     }
 

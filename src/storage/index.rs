@@ -312,10 +312,15 @@ async fn apply_derived(
     }
     for chunk in preferences.chunks(RECORD_CHUNK) {
         let sql = format!(
-            "INSERT INTO preferences (did, default_routes, paused_all, language) VALUES {} \
+            "INSERT INTO preferences (did, default_routes, paused_all, language, timezone, \
+             digest_hour, quiet_start, quiet_end, channel_limits, channel_cadences) VALUES {} \
              ON CONFLICT (did) DO UPDATE SET default_routes = excluded.default_routes, \
-             paused_all = excluded.paused_all, language = excluded.language",
-            values_placeholders(backend, chunk.len(), 4)
+             paused_all = excluded.paused_all, language = excluded.language, \
+             timezone = excluded.timezone, digest_hour = excluded.digest_hour, \
+             quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end, \
+             channel_limits = excluded.channel_limits, \
+             channel_cadences = excluded.channel_cadences",
+            values_placeholders(backend, chunk.len(), 10)
         );
         let mut query = sqlx::query(&sql);
         for (did, p) in chunk {
@@ -323,7 +328,13 @@ async fn apply_derived(
                 .bind(*did)
                 .bind(to_json(&p.default_routes)?)
                 .bind(i64::from(p.paused_all))
-                .bind(p.language.as_deref());
+                .bind(p.language.as_deref())
+                .bind(p.timezone.as_deref())
+                .bind(p.digest_hour)
+                .bind(p.quiet_hours.as_ref().map(|q| q.start.as_str()))
+                .bind(p.quiet_hours.as_ref().map(|q| q.end.as_str()))
+                .bind(to_json(&p.channel_limits)?)
+                .bind(to_json(&p.channel_cadences)?);
         }
         query.execute(&mut **tx).await?;
     }

@@ -33,6 +33,9 @@ pub struct Claimed {
     /// died holding the row (and may have sent it).
     pub claims: i64,
     pub lease_token: String,
+    /// Held for a digest or past a daily cap: goes out folded with the member's other such
+    /// items on the channel.
+    pub fold: bool,
 }
 
 /// What became of one claimed delivery.
@@ -47,8 +50,12 @@ pub enum Outcome {
     /// Given up: attempts exhausted or a permanent failure.
     Dead { error: String },
     /// Not sendable any more, and not a failure: the contact was removed, unsubscribed or
-    /// reported gone by the provider.
+    /// reported gone by the provider, or the item expired while held.
     Cancelled { reason: String },
+    /// Not sent yet, by policy (quiet hours, the digest hour, a daily cap): pending again at
+    /// `at`, with no attempt counted; `fold` makes it part of the member's next message on
+    /// the channel.
+    Held { at: i64, fold: bool },
 }
 
 impl Outcome {
@@ -59,6 +66,7 @@ impl Outcome {
             Outcome::Retry { .. } => "retry",
             Outcome::Dead { .. } => "dead",
             Outcome::Cancelled { .. } => "cancelled",
+            Outcome::Held { .. } => "held",
         }
     }
 
@@ -66,7 +74,7 @@ impl Outcome {
     pub fn status(&self) -> &'static str {
         match self {
             Outcome::Sent { .. } => "sent",
-            Outcome::Retry { .. } => "pending",
+            Outcome::Retry { .. } | Outcome::Held { .. } => "pending",
             Outcome::Dead { .. } => "dead",
             Outcome::Cancelled { .. } => "cancelled",
         }
@@ -112,6 +120,9 @@ pub struct PublicationContext {
     pub text: Option<String>,
     pub url: Option<String>,
     pub created_at: i64,
+    /// `normal` or `urgent`.
+    pub urgency: String,
+    pub expires_at: Option<i64>,
 }
 
 /// One entry of a member's private feed.
@@ -122,8 +133,42 @@ pub struct FeedEntry {
     pub sent_at: i64,
 }
 
-const CLAIM_RETURNING: &str =
-    "RETURNING id, publication_id, recipient, channel, attempts, claims, lease_token";
+/// Outcomes per settling statement: 4 parameters a row stays far below both backends' limits.
+const SETTLE_CHUNK: usize = 256;
+
+/// `UPDATE outbox … FROM v` for `rows` outcomes given as a `VALUES` list named `columns`
+/// (its first two are the row id and the lease token), setting `set` plus what every
+/// outcome sets. `?` placeholders are numbered in order, so the caller binds each row's
+/// values, then whatever `set` itself asks for.
+fn settle_sql(rows: usize, columns: &str, row: &str, set: &str) -> String {
+    let values = vec![row; rows].join(", ");
+    let sql = format!(
+        "WITH {columns} AS (VALUES {values}) \
+         UPDATE outbox SET {set}, lease_until = NULL, lease_token = NULL \
+         FROM v WHERE outbox.id = v.id AND outbox.lease_token = v.token \
+         AND outbox.status = 'leased'"
+    );
+    number_placeholders(&sql)
+}
+
+/// `?, ?, …` → `$1, $2, …`: both backends (through sqlx's Any driver) read numbered ones.
+fn number_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + sql.len() / 4);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub(super) const CLAIM_RETURNING: &str =
+    "RETURNING id, publication_id, recipient, channel, attempts, claims, lease_token, fold";
 
 impl Store {
     /// Claim up to `limit` deliveries due at `now` (never claimed, due for a retry, or whose
@@ -163,6 +208,10 @@ impl Store {
     /// Record outcomes in one transaction. Returns how many were recorded; an outcome whose
     /// claim is no longer current (its lease expired and the row was claimed again, or it was
     /// re-queued by an operator) is not recorded.
+    ///
+    /// Outcomes of a kind are written by one `UPDATE … FROM` over a `VALUES` list per
+    /// [`SETTLE_CHUNK`] rows rather than a statement per row: on SQLite every statement is a
+    /// round trip to the connection's worker thread while the single writer is held.
     pub async fn settle_deliveries(
         &self,
         settled: &[Settled],
@@ -171,44 +220,100 @@ impl Store {
         if settled.is_empty() {
             return Ok(0);
         }
+        let (mut sent, mut retry, mut ended, mut held) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for s in settled {
+            match &s.outcome {
+                Outcome::Sent { .. } => sent.push(s),
+                Outcome::Retry { .. } => retry.push(s),
+                Outcome::Dead { .. } | Outcome::Cancelled { .. } => ended.push(s),
+                Outcome::Held { .. } => held.push(s),
+            }
+        }
         let mut tx = self.begin_write().await?;
         let mut recorded = 0;
-        for s in settled {
-            let query = match &s.outcome {
-                Outcome::Sent {
+        for chunk in sent.chunks(SETTLE_CHUNK) {
+            let sql = settle_sql(
+                chunk.len(),
+                "v(id, token, provider, provider_id)",
+                "(?, ?, ?, ?)",
+                "status = 'sent', provider = v.provider, provider_id = v.provider_id, \
+                 sent_at = ?, last_error = NULL, fold = 0, attempts = attempts + 1",
+            );
+            let mut query = sqlx::query(&sql);
+            for s in chunk {
+                let Outcome::Sent {
                     provider,
                     provider_id,
-                } => sqlx::query(
-                    "UPDATE outbox SET status = 'sent', attempts = attempts + 1, \
-                     provider = $3, provider_id = $4, sent_at = $5, last_error = NULL, \
-                     lease_until = NULL, lease_token = NULL \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'leased'",
-                )
-                .bind(&s.id)
-                .bind(&s.lease_token)
-                .bind(provider)
-                .bind(provider_id.as_deref())
-                .bind(now),
-                Outcome::Retry { at, error } => sqlx::query(
-                    "UPDATE outbox SET status = 'pending', attempts = attempts + 1, \
-                     next_attempt_at = $3, last_error = $4, lease_until = NULL, \
-                     lease_token = NULL \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'leased'",
-                )
-                .bind(&s.id)
-                .bind(&s.lease_token)
-                .bind(*at)
-                .bind(error),
-                Outcome::Dead { error: reason } | Outcome::Cancelled { reason } => sqlx::query(
-                    "UPDATE outbox SET status = $3, attempts = attempts + 1, last_error = $4, \
-                     lease_until = NULL, lease_token = NULL \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'leased'",
-                )
-                .bind(&s.id)
-                .bind(&s.lease_token)
-                .bind(s.outcome.status())
-                .bind(reason),
-            };
+                } = &s.outcome
+                else {
+                    unreachable!("partitioned above")
+                };
+                query = query
+                    .bind(&s.id)
+                    .bind(&s.lease_token)
+                    .bind(provider)
+                    .bind(provider_id.as_deref());
+            }
+            recorded += query.bind(now).execute(&mut *tx).await?.rows_affected() as usize;
+        }
+        for chunk in retry.chunks(SETTLE_CHUNK) {
+            let sql = settle_sql(
+                chunk.len(),
+                "v(id, token, at, error)",
+                "(?, ?, CAST(? AS BIGINT), ?)",
+                "status = 'pending', next_attempt_at = v.at, last_error = v.error, \
+                 attempts = attempts + 1",
+            );
+            let mut query = sqlx::query(&sql);
+            for s in chunk {
+                let Outcome::Retry { at, error } = &s.outcome else {
+                    unreachable!("partitioned above")
+                };
+                query = query.bind(&s.id).bind(&s.lease_token).bind(*at).bind(error);
+            }
+            recorded += query.execute(&mut *tx).await?.rows_affected() as usize;
+        }
+        for chunk in ended.chunks(SETTLE_CHUNK) {
+            let sql = settle_sql(
+                chunk.len(),
+                "v(id, token, status, error)",
+                "(?, ?, ?, ?)",
+                "status = v.status, last_error = v.error, attempts = attempts + 1",
+            );
+            let mut query = sqlx::query(&sql);
+            for s in chunk {
+                let (Outcome::Dead { error: reason } | Outcome::Cancelled { reason }) = &s.outcome
+                else {
+                    unreachable!("partitioned above")
+                };
+                query = query
+                    .bind(&s.id)
+                    .bind(&s.lease_token)
+                    .bind(s.outcome.status())
+                    .bind(reason);
+            }
+            recorded += query.execute(&mut *tx).await?.rows_affected() as usize;
+        }
+        for chunk in held.chunks(SETTLE_CHUNK) {
+            // A hold is policy, not an attempt: `attempts` stays as it was.
+            let sql = settle_sql(
+                chunk.len(),
+                "v(id, token, at, fold)",
+                "(?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT))",
+                "status = 'pending', next_attempt_at = v.at, fold = v.fold",
+            );
+            let mut query = sqlx::query(&sql);
+            for s in chunk {
+                let Outcome::Held { at, fold } = &s.outcome else {
+                    unreachable!("partitioned above")
+                };
+                query = query
+                    .bind(&s.id)
+                    .bind(&s.lease_token)
+                    .bind(*at)
+                    .bind(i64::from(*fold));
+            }
             recorded += query.execute(&mut *tx).await?.rows_affected() as usize;
         }
         tx.commit().await?;
@@ -406,10 +511,10 @@ impl Store {
 }
 
 const PUBLICATION_SELECT: &str = "SELECT p.id, p.community, c.name AS community_name, p.pipe, \
-     p.item_id, p.title, p.text, p.url, p.created_at";
+     p.item_id, p.title, p.text, p.url, p.created_at, p.urgency, p.expires_at";
 const PUBLICATION_COLUMNS: &str = "SELECT p.id, p.community, c.name AS community_name, p.pipe, \
-     p.item_id, p.title, p.text, p.url, p.created_at FROM publications p \
-     LEFT JOIN communities c ON c.did = p.community";
+     p.item_id, p.title, p.text, p.url, p.created_at, p.urgency, p.expires_at \
+     FROM publications p LEFT JOIN communities c ON c.did = p.community";
 
 fn decode_publication(row: &AnyRow) -> Result<PublicationContext, StorageError> {
     Ok(PublicationContext {
@@ -422,10 +527,12 @@ fn decode_publication(row: &AnyRow) -> Result<PublicationContext, StorageError> 
         text: row.try_get("text")?,
         url: row.try_get("url")?,
         created_at: row.try_get("created_at")?,
+        urgency: row.try_get("urgency")?,
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
-fn decode_claimed(row: &AnyRow) -> Result<Claimed, StorageError> {
+pub(super) fn decode_claimed(row: &AnyRow) -> Result<Claimed, StorageError> {
     Ok(Claimed {
         id: row.try_get("id")?,
         publication_id: row.try_get("publication_id")?,
@@ -435,5 +542,6 @@ fn decode_claimed(row: &AnyRow) -> Result<Claimed, StorageError> {
         attempts: row.try_get("attempts")?,
         claims: row.try_get("claims")?,
         lease_token: row.try_get("lease_token")?,
+        fold: row.try_get::<i64, _>("fold")? != 0,
     })
 }

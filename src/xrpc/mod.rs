@@ -47,6 +47,8 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// Wakes this process's dispatcher when a publish queued deliveries.
     pub wake: Arc<tokio::sync::Notify>,
+    pub schedule: crate::settings::ScheduleSettings,
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 pub fn router() -> Router<AppState> {
@@ -156,6 +158,11 @@ impl XrpcError {
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
+    }
+
+    /// A 400 with a method-specific error name from the method's lexicon.
+    pub fn invalid_request_named(error: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, message)
     }
 
     pub fn forbidden(error: &'static str, message: impl Into<String>) -> Self {

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::{AppState, XrpcError, XrpcJson, authenticate};
 use crate::distribute::{self, Item};
 use crate::model::is_did;
+use crate::schedule::{ScheduleError, Urgency};
+use crate::storage::parse_datetime;
 
 pub const NSID: &str = "community.herald.publish";
 
@@ -27,6 +29,9 @@ struct InputItem {
     title: String,
     text: Option<String>,
     url: Option<String>,
+    urgency: Option<String>,
+    #[serde(rename = "expiresAt")]
+    expires_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -34,6 +39,8 @@ pub struct Output {
     id: String,
     recipients: i64,
     duplicate: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 // Limits mirror lexicons/community/herald/publish.json.
@@ -49,12 +56,14 @@ pub async fn handle(
     XrpcJson(input): XrpcJson<Input>,
 ) -> Result<Json<Output>, XrpcError> {
     let caller = authenticate(&state, &headers, NSID).await?;
-    validate(&input)?;
+    let (urgency, expires_at) = validate(&input, state.clock.now_micros())?;
     let item = Item {
         id: &input.item.id,
         title: &input.item.title,
         text: input.item.text.as_deref(),
         url: input.item.url.as_deref(),
+        urgency,
+        expires_at,
     };
     let outcome = distribute::publish(
         &state.store,
@@ -63,6 +72,8 @@ pub async fn handle(
         &input.community,
         &input.pipe,
         item,
+        &state.schedule,
+        state.clock.now(),
     )
     .await;
     let outcome = match outcome {
@@ -84,10 +95,12 @@ pub async fn handle(
         id: outcome.id,
         recipients: outcome.recipients,
         duplicate: outcome.duplicate,
+        warnings: outcome.warnings,
     }))
 }
 
-fn validate(input: &Input) -> Result<(), XrpcError> {
+/// Checks the input against the lexicon's limits; returns the item's urgency and expiry.
+fn validate(input: &Input, now: i64) -> Result<(Urgency, Option<i64>), XrpcError> {
     let bad = |m: String| Err(XrpcError::invalid_request(m));
     if !is_did(&input.community) {
         return bad(format!(
@@ -128,5 +141,25 @@ fn validate(input: &Input) -> Result<(), XrpcError> {
             return bad("item.url must be an http(s) URL".into());
         }
     }
-    Ok(())
+    let urgency = match item.urgency.as_deref() {
+        None => Urgency::Normal,
+        Some(u) => u
+            .parse()
+            .map_err(|e: ScheduleError| XrpcError::invalid_request(format!("item.urgency: {e}")))?,
+    };
+    let expires_at = match item.expires_at.as_deref() {
+        None => None,
+        Some(t) => Some(parse_datetime(t).ok_or_else(|| {
+            XrpcError::invalid_request(format!(
+                "item.expiresAt must be an RFC 3339 datetime, got {t:?}"
+            ))
+        })?),
+    };
+    if expires_at.is_some_and(|at| at <= now) {
+        return Err(XrpcError::invalid_request_named(
+            "Expired",
+            "item.expiresAt has already passed: nothing would be sent",
+        ));
+    }
+    Ok((urgency, expires_at))
 }

@@ -208,7 +208,7 @@ on_both_backends! {
         let sent = &twilio.messages()[before..];
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].to, "+14155552671");
-        assert_eq!(sent[0].body, "Riverside: Tonight");
+        assert_eq!(sent[0].body, "Riverside: Tonight\nReply STOP to opt out.", "with the opt-out carriers require");
         let id = delivery_id(&app, &publication, "sms").await;
         let (_, attempts, _, provider, provider_id, _) = app.store().delivery(&id).await.unwrap().unwrap();
         assert_eq!(attempts, 2);

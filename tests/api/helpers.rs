@@ -1,6 +1,7 @@
 //! `spawn_app()` and friends: one fresh database per test (a temp-dir SQLite file, or a new
 //! PostgreSQL database on the server CI provides), the app on port 0.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald::ingest::JETSTREAM_SOURCE;
@@ -65,6 +66,8 @@ pub struct TestApp {
     pub deliver: bool,
     /// Settings a test adds (or overrides) before a `restart`.
     pub extra_settings: Vec<(&'static str, String)>,
+    /// The clock publish and delivery read, when the test drives time by hand.
+    pub clock: Option<Arc<herald::clock::ManualClock>>,
 }
 
 /// The local providers a test asked for: a real SMTP server (aiosmtpd), and local servers
@@ -100,6 +103,8 @@ pub struct With {
     pub resend: bool,
     /// Vonage's SMS API (after Twilio when both are on).
     pub vonage: bool,
+    /// Publish and delivery read a clock the test sets (`TestApp.clock`).
+    pub manual_clock: bool,
 }
 
 pub async fn fresh_database_url(backend: Backend, dir: &std::path::Path) -> String {
@@ -209,6 +214,7 @@ pub async fn spawn_app_with(backend: Backend, with: With) -> TestApp {
         double_opt_in: with.double_opt_in,
         deliver: with.deliver,
         extra_settings: Vec::new(),
+        clock: with.manual_clock.then(herald::clock::ManualClock::new),
     };
     test.start().await;
     test
@@ -251,6 +257,11 @@ impl TestApp {
             ("HERALD_DELIVERY_RETRY_MAX_SECS", "1".into()),
             ("HERALD_DELIVERY_POLL_MS", "50".into()),
             ("HERALD_DELIVERY_MAX_ATTEMPTS", "4".into()),
+            // Deliveries go at once unless a test of the timing policy asks otherwise (it
+            // sets these back to the operator defaults, or its own).
+            ("HERALD_DIGEST_CHANNELS", String::new()),
+            ("HERALD_SMS_MEMBER_DAILY_LIMIT", "0".into()),
+            ("HERALD_INBOX_URL", "https://app.test/inbox".into()),
         ];
         if let Some(smtp) = &self.providers.smtp {
             values.push(("HERALD_SMTP_URL", smtp.url()));
@@ -303,7 +314,11 @@ impl TestApp {
             deliver: self.deliver,
             ..Roles::ALL
         };
-        let app = Application::build(self.settings(), roles)
+        let clock: Arc<dyn herald::clock::Clock> = match &self.clock {
+            Some(manual) => manual.clone(),
+            None => Arc::new(herald::clock::SystemClock),
+        };
+        let app = Application::build_with_clock(self.settings(), roles, clock)
             .await
             .expect("app starts");
         self.base = format!("http://127.0.0.1:{}", app.port());
