@@ -17,7 +17,7 @@ const ADD: &str = "community.herald.contact.add";
 const VERIFY: &str = "community.herald.contact.verify";
 const LIST: &str = "community.herald.contact.list";
 
-fn delivering(with: With) -> With {
+pub fn delivering(with: With) -> With {
     With {
         deliver: true,
         ..with
@@ -57,7 +57,7 @@ fn app_database_url(app: &TestApp) -> String {
     app.settings().database_url.expose_secret().to_string()
 }
 
-async fn publish_item(app: &TestApp, community: &Identity, item: Value) -> String {
+pub async fn publish_item(app: &TestApp, community: &Identity, item: Value) -> String {
     let (status, body) = app
         .call(
             Some(community),
@@ -71,7 +71,7 @@ async fn publish_item(app: &TestApp, community: &Identity, item: Value) -> Strin
 }
 
 /// A community named Riverside and `member` subscribed to its opportunities on `channels`.
-async fn routed(app: &TestApp, community: &Identity, member: &Identity, channels: &[&str]) {
+pub async fn routed(app: &TestApp, community: &Identity, member: &Identity, channels: &[&str]) {
     app.community(community, json!({})).await;
     app.subscribe(
         member,
@@ -81,7 +81,7 @@ async fn routed(app: &TestApp, community: &Identity, member: &Identity, channels
     .await;
 }
 
-async fn verified_sms(app: &TestApp, member: &Identity, number: &str) -> String {
+pub async fn verified_sms(app: &TestApp, member: &Identity, number: &str) -> String {
     let (status, body) = app
         .call(
             Some(member),
@@ -106,7 +106,7 @@ async fn verified_sms(app: &TestApp, member: &Identity, number: &str) -> String 
     id
 }
 
-async fn verified_telegram(app: &TestApp, member: &Identity, chat: i64) -> String {
+pub async fn verified_telegram(app: &TestApp, member: &Identity, chat: i64) -> String {
     let (status, body) = app
         .call(Some(member), ADD, Some(json!({"channel": "telegram"})), &[])
         .await;

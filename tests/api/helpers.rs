@@ -132,6 +132,16 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, with: With) -> TestApp {
+    spawn_app_configured(backend, with, &[]).await
+}
+
+/// As [`spawn_app_with`], with settings added to (or replacing) the test defaults from the
+/// first start.
+pub async fn spawn_app_configured(
+    backend: Backend,
+    with: With,
+    settings: &[(&'static str, &str)],
+) -> TestApp {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into()))
         .with_test_writer()
@@ -213,7 +223,7 @@ pub async fn spawn_app_with(backend: Backend, with: With) -> TestApp {
         prevalidator,
         double_opt_in: with.double_opt_in,
         deliver: with.deliver,
-        extra_settings: Vec::new(),
+        extra_settings: settings.iter().map(|(k, v)| (*k, v.to_string())).collect(),
         clock: with.manual_clock.then(herald::clock::ManualClock::new),
     };
     test.start().await;

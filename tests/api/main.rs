@@ -11,3 +11,4 @@ mod email_identity;
 mod inbox;
 mod ingest;
 mod publish;
+mod schedule;
