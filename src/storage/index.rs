@@ -11,6 +11,10 @@ use crate::settings::Backend;
 
 /// One change to the index, already validated and typed by ingest.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every op is a Put; boxing its record would cost an allocation per event"
+)]
 pub enum IndexOp {
     Put {
         did: String,

@@ -138,9 +138,10 @@ const SETTLE_CHUNK: usize = 256;
 
 /// `UPDATE outbox … FROM v` for `rows` outcomes given as a `VALUES` list named `columns`
 /// (its first two are the row id and the lease token), setting `set` plus what every
-/// outcome sets. `?` placeholders are numbered in order, so the caller binds each row's
-/// values, then whatever `set` itself asks for.
-fn settle_sql(rows: usize, columns: &str, row: &str, set: &str) -> String {
+/// outcome sets. The caller binds each row's values in order, then whatever `set` itself
+/// asks for. SQLite keeps the anonymous `?` (it looks each *named* parameter up by a linear
+/// scan, which costs at a thousand of them); PostgreSQL needs them numbered.
+fn settle_sql(backend: Backend, rows: usize, columns: &str, row: &str, set: &str) -> String {
     let values = vec![row; rows].join(", ");
     let sql = format!(
         "WITH {columns} AS (VALUES {values}) \
@@ -148,10 +149,13 @@ fn settle_sql(rows: usize, columns: &str, row: &str, set: &str) -> String {
          FROM v WHERE outbox.id = v.id AND outbox.lease_token = v.token \
          AND outbox.status = 'leased'"
     );
-    number_placeholders(&sql)
+    match backend {
+        Backend::Sqlite => sql,
+        Backend::Postgres => number_placeholders(&sql),
+    }
 }
 
-/// `?, ?, …` → `$1, $2, …`: both backends (through sqlx's Any driver) read numbered ones.
+/// `?, ?, …` → `$1, $2, …`, as PostgreSQL reads them.
 fn number_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + sql.len() / 4);
     let mut n = 0;
@@ -234,6 +238,7 @@ impl Store {
         let mut recorded = 0;
         for chunk in sent.chunks(SETTLE_CHUNK) {
             let sql = settle_sql(
+                self.backend,
                 chunk.len(),
                 "v(id, token, provider, provider_id)",
                 "(?, ?, ?, ?)",
@@ -259,6 +264,7 @@ impl Store {
         }
         for chunk in retry.chunks(SETTLE_CHUNK) {
             let sql = settle_sql(
+                self.backend,
                 chunk.len(),
                 "v(id, token, at, error)",
                 "(?, ?, CAST(? AS BIGINT), ?)",
@@ -276,6 +282,7 @@ impl Store {
         }
         for chunk in ended.chunks(SETTLE_CHUNK) {
             let sql = settle_sql(
+                self.backend,
                 chunk.len(),
                 "v(id, token, status, error)",
                 "(?, ?, ?, ?)",
@@ -298,6 +305,7 @@ impl Store {
         for chunk in held.chunks(SETTLE_CHUNK) {
             // A hold is policy, not an attempt: `attempts` stays as it was.
             let sql = settle_sql(
+                self.backend,
                 chunk.len(),
                 "v(id, token, at, fold)",
                 "(?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT))",
