@@ -253,4 +253,61 @@ on_both_backends! {
         let (status, body) = publish(json!({"id": "e3", "title": "Odd", "expiresAt": "tomorrow"})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     }
+
+    async fn a_daily_digest_follows_the_members_clock_across_a_dst_change(backend) {
+        let app = timed_app(backend, With { telegram: true, ..With::default() }, &[]).await;
+        let community = app.identity("community");
+        let dee = app.identity("dee");
+        routed(&app, &community, &dee, &["telegram"]).await;
+        preferences(&app, &dee, json!({"timezone": "Europe/Paris", "digestHour": 8,
+            "channelCadences": [{"channel": "telegram", "cadence": "daily"}]})).await;
+        verified_telegram(&app, &dee, 31).await;
+        let telegram = app.providers.telegram.as_ref().unwrap();
+        let paired = telegram.sent().len();
+        // Saturday 2027-03-27, 10:00 in Paris (UTC+1). Clocks go forward that night, so
+        // Sunday's 08:00 is 06:00 UTC, not 07:00.
+        clock(&app).set(DateTime::parse_from_rfc3339("2027-03-27T09:00:00Z").unwrap().to_utc());
+        let a = publish_item(&app, &community, json!({"id": "d1", "title": "Seed swap"})).await;
+        let b = publish_item(&app, &community, json!({"id": "d2", "title": "Repair café"})).await;
+        idle().await;
+        assert_eq!(statuses(&app, &a).await, ["pending"]);
+        clock(&app).set(DateTime::parse_from_rfc3339("2027-03-28T05:59:00Z").unwrap().to_utc());
+        idle().await;
+        assert_eq!(telegram.sent().len(), paired, "07:59 in Paris: not yet");
+        clock(&app).set(DateTime::parse_from_rfc3339("2027-03-28T06:00:00Z").unwrap().to_utc());
+        assert_eq!(settled(&app, &a).await[0].2, "sent");
+        assert_eq!(settled(&app, &b).await[0].2, "sent");
+        let sent = &telegram.sent()[paired..];
+        assert_eq!(sent.len(), 1, "one digest: {sent:?}");
+        assert!(sent[0].text.contains("Seed swap") && sent[0].text.contains("Repair café"));
+    }
+
+    async fn an_email_digest_carries_the_unsubscribe_headers_and_footer(backend) {
+        let app = timed_app(backend, With { smtp: true, ..With::default() },
+            &[("HERALD_DIGEST_CHANNELS", "email")]).await;
+        let community = app.identity("community");
+        let eve = app.identity("eve");
+        routed(&app, &community, &eve, &["email"]).await;
+        app.verified_email(&eve, "eve@example.org").await;
+        let smtp = app.providers.smtp.as_ref().unwrap();
+        let before = smtp.messages().len();
+        // UTC and the default digest hour, 08:00.
+        clock(&app).set(day_at(2, 7, 0));
+        for i in 0..2 {
+            publish_item(&app, &community, json!({"id": format!("m{i}"), "title": format!("Meetup {i}"),
+                "url": format!("https://example.org/m{i}")})).await;
+        }
+        idle().await;
+        assert_eq!(smtp.messages().len(), before);
+        clock(&app).set(day_at(2, 8, 0));
+        let mail = smtp.wait_for(before + 1, Duration::from_secs(10)).await.pop().unwrap();
+        assert_eq!(mail.header("Subject").as_deref(), Some("2 new items"));
+        let unsubscribe = mail.header("List-Unsubscribe").expect("List-Unsubscribe");
+        assert!(unsubscribe.starts_with("<http") && unsubscribe.contains("/unsubscribe?token="));
+        assert_eq!(mail.header("List-Unsubscribe-Post").as_deref(), Some("List-Unsubscribe=One-Click"));
+        let text = mail.text_body();
+        assert!(text.contains("Meetup 0") && text.contains("https://example.org/m1"), "{text}");
+        assert!(text.to_lowercase().contains("unsubscribe") && text.contains("/manage?token="), "{text}");
+        assert!(mail.html_body().unwrap().contains("Meetup 1"));
+    }
 }
