@@ -308,7 +308,7 @@ pub async fn email_feedback(
             return Ok(EmailOutcome::AlreadySuppressed);
         }
         if event.feedback != Feedback::Bounced(Bounce::Soft) {
-            return Ok(suppress(vault, &state, reason).await?);
+            return suppress(vault, &state, reason).await;
         }
         let at = event.at.unwrap_or(now);
         let registered = bounces::register(score_of(&state), Bounce::Soft, at.date_naive());
