@@ -831,8 +831,10 @@ impl VaultStore {
         Ok(done.rows_affected())
     }
 
-    /// Lift the opt-out of the number with blind index `index` and re-enable the SMS contacts
-    /// its STOP disabled (not those a provider reported gone). Returns how many came back.
+    /// Lift the opt-out of the number with blind index `index` and re-enable its disabled SMS
+    /// contacts, whatever disabled them: its STOP, or a provider that refused it as
+    /// unsubscribed or barred (the number texting an opt-in word lifts those too). Returns how
+    /// many came back.
     pub async fn opt_in_sms(&self, index: &[u8]) -> Result<u64, StorageError> {
         let mut tx = self.db.begin_write().await?;
         sqlx::query("DELETE FROM sms_opt_outs WHERE number_index = $1")
@@ -841,7 +843,7 @@ impl VaultStore {
             .await?;
         let done = sqlx::query(
             "UPDATE contacts SET disabled_at = NULL, disabled_reason = NULL \
-             WHERE channel = 'sms' AND address_index = $1 AND disabled_reason = 'stop'",
+             WHERE channel = 'sms' AND address_index = $1 AND disabled_at IS NOT NULL",
         )
         .bind(index.to_vec())
         .execute(&mut *tx)

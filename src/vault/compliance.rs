@@ -77,8 +77,9 @@ impl Vault {
         Ok(disabled)
     }
 
-    /// A number replied START: the opt-out is lifted and the contacts its STOP disabled come
-    /// back. Returns how many.
+    /// A number replied START: the opt-out is lifted and its disabled SMS contacts come back
+    /// (those its STOP disabled, and those a provider refused as unsubscribed: a number that
+    /// texts us is reachable). Returns how many.
     pub async fn sms_opt_in(&self, number: &str) -> Result<u64, VaultError> {
         let index = self.blind_index(Channel::Sms, &parse_phone(number)?);
         let enabled = self.store.opt_in_sms(&index).await?;

@@ -1,6 +1,8 @@
 //! The contact vault: members' private addresses (email, phone, Telegram chat, push
-//! subscription), their verification, and the email identity of seeds 001 and 002 (one email
-//! per account, transfer, the manage page, standalone email subscriptions, pre-validation).
+//! subscription), their verification, the email identity of seeds 001 and 002 (one email
+//! per account, transfer, the manage page, standalone email subscriptions, pre-validation),
+//! and what recipients told Herald (suppressed addresses, bounce scores, numbers that replied
+//! STOP, Telegram chats that sent /stop).
 //!
 //! ```text
 //! contact.add ─▶ parse + normalise ─▶ seal (AEAD, AAD = owner|id) ─▶ challenge (hashed) ─▶ send

@@ -446,6 +446,27 @@ on_both_backends! {
         assert_eq!((last.to.as_str(), last.body.as_str()), ("+14155552671", "Riverside: Back"));
     }
 
+    async fn start_also_lifts_a_carrier_unsubscribe_the_dispatcher_recorded(backend) {
+        let with = With { twilio: true, deliver: true, ..With::default() };
+        let (app, _) = app_with(backend, with).await;
+        let community = app.identity("community");
+        let jo = app.identity("jo");
+        routed(&app, &community, &jo, &["sms"]).await;
+        verified_sms(&app, &jo, "+14155552672").await;
+        let twilio = app.providers.twilio.as_ref().unwrap();
+        twilio.fail_next(herald::sandbox::twilio::Fault::Unsubscribed);
+        let publication = publish_item(&app, &community, json!({"id": "u1", "title": "Refused"})).await;
+        assert_eq!(settled(&app, &publication).await[0].2, "cancelled");
+        assert_eq!(contact_states(&app, &jo).await, vec![("sms".into(), "disabled".into())]);
+
+        let (status, _, _) = post_twilio(&app, Some(TWILIO_TOKEN), "+14155552672", "start").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(contact_states(&app, &jo).await, vec![("sms".into(), "verified".into())]);
+        let publication = publish_item(&app, &community, json!({"id": "u2", "title": "Welcome back"})).await;
+        assert_eq!(settled(&app, &publication).await[0].2, "sent");
+        assert_eq!(twilio.messages().last().unwrap().body, "Riverside: Welcome back");
+    }
+
     async fn a_stop_between_publish_and_delivery_cancels_the_sms(backend) {
         let (mut app, _) = app_with(backend, With { twilio: true, ..With::default() }).await;
         let community = app.identity("community");
