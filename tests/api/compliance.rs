@@ -573,6 +573,41 @@ on_both_backends! {
         assert_eq!(app.vault().targets(&hana.did, Channel::Sms).await.unwrap().len(), 1);
     }
 
+    async fn an_opt_out_is_kept_without_the_number_and_metrics_name_no_one(backend) {
+        let (app, _) = app_with(backend, With { twilio: true, ..With::default() }).await;
+        let number = "+447911123457";
+        post_twilio(&app, Some(TWILIO_TOKEN), number, "STOP").await;
+        assert!(app.vault().sms_opted_out(number).await.unwrap());
+        let dump = match backend {
+            herald::settings::Backend::Sqlite => {
+                let mut bytes = Vec::new();
+                for entry in std::fs::read_dir(app.dir.path()).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.extension().is_none_or(|e| e != "key") {
+                        bytes.extend(std::fs::read(&path).unwrap_or_default());
+                    }
+                }
+                String::from_utf8_lossy(&bytes).to_string()
+            }
+            herald::settings::Backend::Postgres => {
+                sqlx::any::install_default_drivers();
+                let pool = sqlx::AnyPool::connect(&app.vault_url).await.unwrap();
+                let rows: Vec<String> = sqlx::query_scalar("SELECT CAST(t AS TEXT) FROM sms_opt_outs t")
+                    .fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                assert_eq!(rows.len(), 1);
+                rows.join("\n")
+            }
+        };
+        assert!(!dump.is_empty());
+        for secret in ["447911123457", "7911123457"] {
+            assert!(!dump.contains(secret), "{secret} found in plaintext at rest");
+        }
+        let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("herald_inbound_events_total{source=\"twilio\",kind=\"stop\",outcome=\"opted_out\"} 1"), "{metrics}");
+        assert!(!metrics.contains("7911123457"));
+    }
+
     async fn vonage_keywords_are_taken_only_with_a_valid_fresh_signature_and_answered_by_sms(backend) {
         let (app, _) = app_with(backend, With { vonage: true, ..With::default() }).await;
         let number = "+447911123456";
