@@ -443,7 +443,8 @@ on_both_backends! {
         let rows = settled(&app, &publication).await;
         assert_eq!(sms_rows(&rows), vec![&(fay.did.clone(), "sms".to_string(), "sent".to_string())]);
         let last = twilio.messages().last().unwrap().clone();
-        assert_eq!((last.to.as_str(), last.body.as_str()), ("+14155552671", "Riverside: Back"));
+        assert_eq!(last.to, "+14155552671");
+        assert!(last.body.starts_with("Riverside: Back"), "{}", last.body);
     }
 
     async fn start_also_lifts_a_carrier_unsubscribe_the_dispatcher_recorded(backend) {
@@ -464,7 +465,8 @@ on_both_backends! {
         assert_eq!(contact_states(&app, &jo).await, vec![("sms".into(), "verified".into())]);
         let publication = publish_item(&app, &community, json!({"id": "u2", "title": "Welcome back"})).await;
         assert_eq!(settled(&app, &publication).await[0].2, "sent");
-        assert_eq!(twilio.messages().last().unwrap().body, "Riverside: Welcome back");
+        let last = twilio.messages().last().unwrap().body.clone();
+        assert!(last.starts_with("Riverside: Welcome back"), "{last}");
     }
 
     async fn a_stop_between_publish_and_delivery_cancels_the_sms(backend) {
