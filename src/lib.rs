@@ -16,6 +16,8 @@
 //! - [`auth`]: ATProto inter-service JWT verification (and minting, for demos and tests).
 //! - [`ingest`]: the Jetstream consumer that keeps the index current.
 //! - [`distribute`]: preference resolution and the publish use case.
+//! - [`inbound`]: provider callbacks (bounces, complaints, inbound SMS keywords) turned into
+//!   suppression and opt-outs in the vault.
 //! - [`xrpc`] and [`web`]: the HTTP surface.
 //! - [`metrics`]: Prometheus counters.
 //! - [`startup`]: wiring, used by `main`, tests, the demo and benchmarks alike.
@@ -27,6 +29,7 @@ pub mod deliver;
 pub mod demo;
 pub mod distribute;
 pub mod identity;
+pub mod inbound;
 pub mod ingest;
 pub mod lexicon;
 pub mod metrics;

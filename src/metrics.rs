@@ -31,6 +31,10 @@ pub struct Metrics {
     breaker_rejected: Family<Labels, Counter>,
     /// Outbox rows by channel and status, refreshed at each scrape.
     outbox: Family<Labels, Gauge>,
+    /// Provider callbacks (bounces, complaints, inbound SMS, Telegram commands) by source,
+    /// kind and outcome: what an operator watches to see suppressions, opt-outs and forged
+    /// requests.
+    inbound: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -52,6 +56,7 @@ impl Metrics {
         let breaker_opened = Family::default();
         let breaker_rejected = Family::default();
         let outbox = Family::default();
+        let inbound = Family::default();
         registry.register(
             "ingest_events",
             "Firehose events received, by kind",
@@ -102,6 +107,11 @@ impl Metrics {
             "Outbox rows by channel and status (dead letters: status=dead)",
             outbox.clone(),
         );
+        registry.register(
+            "inbound_events",
+            "Provider callbacks received, by source, kind and outcome",
+            inbound.clone(),
+        );
         Self {
             registry,
             ingest_events,
@@ -114,7 +124,23 @@ impl Metrics {
             breaker_opened,
             breaker_rejected,
             outbox,
+            inbound,
         }
+    }
+
+    /// One provider callback: `source` (resend, twilio, vonage, telegram), `kind` (what it
+    /// said: complaint, hard_bounce, soft_bounce, stop, start, help, other) and `outcome` (what
+    /// Herald did). Never an address.
+    pub fn inbound(&self, source: &str, kind: &str, outcome: &str) {
+        self.inbound
+            .get_or_create(&inbound_labels(source, kind, outcome))
+            .inc();
+    }
+
+    pub fn inbound_count(&self, source: &str, kind: &str, outcome: &str) -> u64 {
+        self.inbound
+            .get_or_create(&inbound_labels(source, kind, outcome))
+            .get()
     }
 
     pub fn ingest_event(&self, kind: &str) {
@@ -211,4 +237,12 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+fn inbound_labels(source: &str, kind: &str, outcome: &str) -> Labels {
+    vec![
+        ("source", source.to_string()),
+        ("kind", kind.to_string()),
+        ("outcome", outcome.to_string()),
+    ]
 }

@@ -54,6 +54,8 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("HERALD_VONAGE_API_SECRET", None),
     ("HERALD_VONAGE_FROM", None),
     ("HERALD_SMS_PROVIDERS", Some("twilio,vonage")),
+    ("HERALD_RESEND_WEBHOOK_SECRET", None),
+    ("HERALD_VONAGE_SIGNATURE_SECRET", None),
     ("HERALD_WEBHOOK_ALLOW_PRIVATE", Some("false")),
     ("HERALD_DELIVERY_MAX_ATTEMPTS", Some("8")),
     ("HERALD_DELIVERY_CONCURRENCY", Some("64")),
@@ -176,6 +178,19 @@ pub struct ProviderSettings {
     /// Let webhooks reach loopback and private addresses (tests, single-host setups). Off by
     /// default: a member's webhook URL must not become a way into the operator's network.
     pub webhook_allow_private: bool,
+    pub callbacks: CallbackSettings,
+}
+
+/// Secrets that authenticate what providers post back to Herald (bounces, complaints,
+/// inbound SMS). An endpoint whose secret is unset answers 404: Herald never acts on an
+/// unsigned callback. Twilio's inbound SMS is signed with the account's auth token
+/// (`HERALD_SMS_AUTH_TOKEN`), so it has no setting here.
+#[derive(Clone, Default)]
+pub struct CallbackSettings {
+    /// Resend's webhook signing secret (`whsec_…`, Svix / Standard Webhooks).
+    pub resend_webhook_secret: Option<SecretString>,
+    /// Vonage's signature secret, for signed inbound-SMS webhooks (HMAC-SHA256).
+    pub vonage_signature_secret: Option<SecretString>,
 }
 
 /// Resend's HTTP email API, as an alternative or failover to SMTP.
@@ -317,6 +332,24 @@ impl std::fmt::Debug for Settings {
             .field(
                 "webhook_allow_private",
                 &self.providers.webhook_allow_private,
+            )
+            .field(
+                "resend_webhook_secret",
+                &self
+                    .providers
+                    .callbacks
+                    .resend_webhook_secret
+                    .as_ref()
+                    .map(|_| "***"),
+            )
+            .field(
+                "vonage_signature_secret",
+                &self
+                    .providers
+                    .callbacks
+                    .vonage_signature_secret
+                    .as_ref()
+                    .map(|_| "***"),
             )
             .field("delivery", &self.delivery)
             .field("trusted_prevalidators", &self.trusted_prevalidators)
@@ -570,6 +603,10 @@ impl Settings {
             email_providers: list("HERALD_EMAIL_PROVIDERS", &["smtp", "resend"])?,
             sms_providers: list("HERALD_SMS_PROVIDERS", &["twilio", "vonage"])?,
             webhook_allow_private: boolean("HERALD_WEBHOOK_ALLOW_PRIVATE")?,
+            callbacks: CallbackSettings {
+                resend_webhook_secret: secret("HERALD_RESEND_WEBHOOK_SECRET"),
+                vonage_signature_secret: secret("HERALD_VONAGE_SIGNATURE_SECRET"),
+            },
         };
 
         Ok(Self {
@@ -710,5 +747,33 @@ mod tests {
         let err =
             Settings::from_map(map(&[("HERALD_JETSTREAM_URL", "http://x/subscribe")])).unwrap_err();
         assert!(err.to_string().contains("HERALD_JETSTREAM_URL"));
+    }
+
+    #[test]
+    fn callback_secrets_are_read_and_never_printed() {
+        let s = Settings::from_map(map(&[
+            (
+                "HERALD_RESEND_WEBHOOK_SECRET",
+                "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0",
+            ),
+            ("HERALD_VONAGE_SIGNATURE_SECRET", "vonage-signature-secret"),
+        ]))
+        .unwrap();
+        let callbacks = &s.providers.callbacks;
+        assert_eq!(
+            callbacks
+                .resend_webhook_secret
+                .as_ref()
+                .map(|v| v.expose_secret()),
+            Some("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0")
+        );
+        assert!(callbacks.vonage_signature_secret.is_some());
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("vonage-signature"),
+            "{shown}"
+        );
+        let unset = Settings::from_map(BTreeMap::new()).unwrap();
+        assert!(unset.providers.callbacks.resend_webhook_secret.is_none());
     }
 }

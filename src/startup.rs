@@ -16,6 +16,7 @@ use crate::channels::{ChannelConfigError, Channels};
 use crate::clock::{Clock, SystemClock};
 use crate::deliver::{DispatchConfig, Dispatcher, ProviderConfigError, Providers};
 use crate::identity::{Resolver, ResolverConfig};
+use crate::inbound::{InboundConfigError, InboundState};
 use crate::ingest::Ingest;
 use crate::lexicon::Lexicons;
 use crate::metrics::Metrics;
@@ -73,6 +74,8 @@ pub enum StartupError {
     Channels(#[from] ChannelConfigError),
     #[error("delivery provider settings: {0}")]
     Providers(#[from] ProviderConfigError),
+    #[error("provider callback settings: {0}")]
+    Inbound(#[from] InboundConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -156,7 +159,13 @@ impl Application {
                 .merge(web::pages::router(web::pages::PagesState::new(
                     vault.clone(),
                     settings.providers.telegram.webhook_secret.clone(),
+                    metrics.clone(),
                 )))
+                .merge(crate::inbound::router(InboundState::from_settings(
+                    &settings,
+                    vault.clone(),
+                    metrics.clone(),
+                )?))
                 .layer(tower_http::limit::RequestBodyLimitLayer::new(
                     MAX_BODY_BYTES,
                 ))

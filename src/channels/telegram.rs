@@ -1,7 +1,7 @@
 //! Telegram through the Bot API (`api.telegram.org`, a self-hosted Bot API server, or
 //! [`crate::sandbox::telegram`]): sending a text message to a chat, the `t.me` pairing link,
 //! and the webhook `Update` types with the `/start <token>` parser that pairs a chat to a
-//! member.
+//! member and the bot-command parser that recognises `/stop` and a bare `/start`.
 //!
 //! Owns the Bot API request shape (`POST {api}/bot{token}/{method}` with a JSON body), the
 //! classification of its `{"ok":false,"error_code":…,"description":…}` answers into
@@ -169,6 +169,15 @@ impl TelegramBot {
         }
     }
 
+    /// Whether `command` is for this bot: unaddressed, or addressed to this bot's username
+    /// (compared without case), or addressed at all when the username is not configured.
+    pub fn is_addressed_to_me(&self, command: &Command<'_>) -> bool {
+        match (command.addressee, self.username.as_deref()) {
+            (Some(to), Some(me)) => to.eq_ignore_ascii_case(me),
+            _ => true,
+        }
+    }
+
     /// Call a Bot API method and return its `result`.
     async fn call(&self, method: &str, params: &Value) -> Result<Value, SendError> {
         let url = format!(
@@ -321,6 +330,54 @@ pub struct User {
     #[serde(default)]
     pub is_bot: bool,
     pub username: Option<String>,
+    /// The IETF tag of the user's Telegram language, when Telegram sends it: replies to a
+    /// user's own commands are written in it when Herald has the words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language_code: Option<String>,
+}
+
+/// Longest command name the Bot API accepts (`setMyCommands`: 1–32 characters).
+const MAX_COMMAND_NAME: usize = 32;
+
+/// A bot command at the start of a message: `/name`, or `/name@BotName` (how commands are
+/// addressed in groups), then its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Command<'a> {
+    /// As written, without the `/`; Bot API command names are `[A-Za-z0-9_]`, compare them
+    /// without case.
+    pub name: &'a str,
+    pub addressee: Option<&'a str>,
+    /// Everything after the command, trimmed (empty for a bare command).
+    pub args: &'a str,
+}
+
+impl Command<'_> {
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+}
+
+/// The bot command `text` starts with, if it is one (`/stop`, `/start@HeraldBot tok`).
+pub fn command(text: &str) -> Option<Command<'_>> {
+    let rest = text.trim().strip_prefix('/')?;
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let (head, args) = rest.split_at(end);
+    let (name, addressee) = match head.split_once('@') {
+        Some((name, to)) => (name, Some(to)),
+        None => (head, None),
+    };
+    let word = |w: &str| {
+        (1..=MAX_COMMAND_NAME).contains(&w.len())
+            && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    if !word(name) || addressee.is_some_and(|to| !word(to)) {
+        return None;
+    }
+    Some(Command {
+        name,
+        addressee,
+        args: args.trim(),
+    })
 }
 
 /// The pairing token of a `/start <token>` or `/start@BotName <token>` message, `None` for
@@ -410,6 +467,39 @@ mod tests {
         }
         assert_eq!(start_payload(&format!("/start {}", "a".repeat(65))), None);
         assert!(start_payload(&format!("/start {}", "a".repeat(64))).is_some());
+    }
+
+    #[test]
+    fn command_reads_stop_and_bare_start_with_or_without_the_bot_name() {
+        let stop = command("  /stop ").unwrap();
+        assert!(stop.is("stop") && stop.addressee.is_none() && stop.args.is_empty());
+        let stop = command("/STOP@HeraldBot please").unwrap();
+        assert!(stop.is("stop"));
+        assert_eq!((stop.addressee, stop.args), (Some("HeraldBot"), "please"));
+        let start = command("/start").unwrap();
+        assert!(start.is("start") && start.args.is_empty());
+        assert_eq!(command("/start tok").unwrap().args, "tok");
+        assert!(!command("/stopped").unwrap().is("stop"));
+        for text in [
+            "stop",
+            "hello /stop",
+            "/",
+            "/@bot",
+            "/stop@",
+            "/st-op",
+            "/stop@bad-name",
+        ] {
+            assert_eq!(command(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_command_to_another_bot_is_not_ours() {
+        let named = bot(Some("HeraldBot"));
+        assert!(named.is_addressed_to_me(&command("/stop").unwrap()));
+        assert!(named.is_addressed_to_me(&command("/stop@heraldbot").unwrap()));
+        assert!(!named.is_addressed_to_me(&command("/stop@OtherBot").unwrap()));
+        assert!(bot(None).is_addressed_to_me(&command("/stop@OtherBot").unwrap()));
     }
 
     #[test]

@@ -156,6 +156,7 @@ impl VaultStore {
     }
 
     /// Verified, enabled contacts of `owner` on `channel`, oldest first: where a delivery goes.
+    /// An SMS contact whose number opted out (STOP) is left out, whenever it was verified.
     pub async fn deliverable_contacts(
         &self,
         owner: &str,
@@ -163,7 +164,7 @@ impl VaultStore {
     ) -> Result<Vec<ContactRow>, StorageError> {
         let rows = sqlx::query(&format!(
             "{CONTACT_COLUMNS} WHERE owner = $1 AND channel = $2 AND status = 'verified' \
-             AND disabled_at IS NULL ORDER BY created_at, id"
+             AND disabled_at IS NULL AND {NOT_OPTED_OUT} ORDER BY created_at, id"
         ))
         .bind(owner)
         .bind(channel)
@@ -608,8 +609,9 @@ impl VaultStore {
     }
 
     /// `(owner, channel)` for every verified contact of `owners` that may be delivered to:
-    /// not disabled, and an email contact also needs its address neither unsubscribed nor
-    /// suppressed. A member with a private feed is reachable on `feed`.
+    /// not disabled, an email contact also needs its address neither unsubscribed nor
+    /// suppressed, and an SMS contact its number not opted out. A member with a private feed
+    /// is reachable on `feed`.
     pub async fn reachable(
         &self,
         owners: &[String],
@@ -623,6 +625,8 @@ impl VaultStore {
                  WHERE c.status = 'verified' AND c.disabled_at IS NULL AND c.owner IN ({0}) \
                  AND (c.channel <> 'email' OR (a.id IS NOT NULL AND a.unsubscribed_at IS NULL \
                       AND a.suppressed_at IS NULL)) \
+                 AND NOT EXISTS (SELECT 1 FROM sms_opt_outs o WHERE c.channel = 'sms' \
+                      AND o.number_index = c.address_index) \
                  UNION ALL SELECT owner, 'feed' FROM feeds WHERE owner IN ({0})",
                 in_list(chunk.len())
             );
@@ -720,6 +724,183 @@ impl VaultStore {
 
     pub async fn ping(&self) -> Result<(), StorageError> {
         self.db.ping().await
+    }
+}
+
+/// The contact (of the `contacts` table, unaliased) is not an SMS contact whose number opted
+/// out.
+const NOT_OPTED_OUT: &str = "NOT EXISTS (SELECT 1 FROM sms_opt_outs o \
+     WHERE contacts.channel = 'sms' AND o.number_index = contacts.address_index)";
+
+/// What Mailman's bounce scoring needs of an email address (the score itself is computed by
+/// `inbound`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BounceRecord {
+    pub address_id: String,
+    pub suppressed: bool,
+    pub score: f64,
+    /// When the last bounce that counted happened (microseconds; 0: none yet).
+    pub last_at: i64,
+}
+
+/// Compliance: bounce scores and suppression of email addresses, opt-outs of phone numbers
+/// and chats. Keyed by blind index like everything else here.
+impl VaultStore {
+    /// The bounce record of the email address with blind index `index`.
+    pub async fn bounce_record(&self, index: &[u8]) -> Result<Option<BounceRecord>, StorageError> {
+        let row = sqlx::query(
+            "SELECT id, suppressed_at, bounce_score, bounce_last_at FROM email_addresses \
+             WHERE address_index = $1",
+        )
+        .bind(index.to_vec())
+        .fetch_optional(&self.db.write)
+        .await?;
+        row.map(|row| {
+            Ok(BounceRecord {
+                address_id: row.try_get(0)?,
+                suppressed: row.try_get::<Option<i64>, _>(1)?.is_some(),
+                score: row.try_get(2)?,
+                last_at: row.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Store a new bounce score, only if the last counted bounce is still `expected_last_at`
+    /// (every counted bounce moves it, so a concurrent update makes this return `false` and
+    /// the caller scores again on fresh figures).
+    pub async fn set_bounce_score(
+        &self,
+        address_id: &str,
+        expected_last_at: i64,
+        score: f64,
+        last_at: i64,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE email_addresses SET bounce_score = $1, bounce_last_at = $2 \
+             WHERE id = $3 AND bounce_last_at = $4",
+        )
+        .bind(score)
+        .bind(last_at)
+        .bind(address_id)
+        .bind(expected_last_at)
+        .execute(&self.db.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Suppress an address unless it already is (the first reason is kept). `true` if this
+    /// call suppressed it.
+    pub async fn suppress_once(&self, id: &str, reason: &str) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE email_addresses SET suppressed_at = $1, suppressed_reason = $2 \
+             WHERE id = $3 AND suppressed_at IS NULL",
+        )
+        .bind(now_micros())
+        .bind(reason)
+        .bind(id)
+        .execute(&self.db.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Record that the number with blind index `index` opted out, and disable its verified
+    /// SMS contacts (reason `stop`), in one transaction. Returns how many contacts were
+    /// disabled now. Opting out twice is harmless.
+    pub async fn opt_out_sms(&self, index: &[u8]) -> Result<u64, StorageError> {
+        let now = now_micros();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO sms_opt_outs (number_index, opted_out_at) VALUES ($1, $2) \
+             ON CONFLICT (number_index) DO NOTHING",
+        )
+        .bind(index.to_vec())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE contacts SET disabled_at = $1, disabled_reason = 'stop' \
+             WHERE channel = 'sms' AND address_index = $2 AND status = 'verified' \
+             AND disabled_at IS NULL",
+        )
+        .bind(now)
+        .bind(index.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Lift the opt-out of the number with blind index `index` and re-enable its disabled SMS
+    /// contacts, whatever disabled them: its STOP, or a provider that refused it as
+    /// unsubscribed or barred (the number texting an opt-in word lifts those too). Returns how
+    /// many came back.
+    pub async fn opt_in_sms(&self, index: &[u8]) -> Result<u64, StorageError> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("DELETE FROM sms_opt_outs WHERE number_index = $1")
+            .bind(index.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(
+            "UPDATE contacts SET disabled_at = NULL, disabled_reason = NULL \
+             WHERE channel = 'sms' AND address_index = $1 AND disabled_at IS NOT NULL",
+        )
+        .bind(index.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Whether the number with blind index `index` has opted out.
+    pub async fn sms_opted_out(&self, index: &[u8]) -> Result<bool, StorageError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT opted_out_at FROM sms_opt_outs WHERE number_index = $1")
+                .bind(index.to_vec())
+                .fetch_optional(&self.db.write)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// Disable every enabled, verified contact on `channel` whose address has blind index
+    /// `index` (a Telegram chat that sent /stop). Returns how many.
+    pub async fn disable_contacts_by_index(
+        &self,
+        channel: &str,
+        index: &[u8],
+        reason: &str,
+    ) -> Result<u64, StorageError> {
+        let done = sqlx::query(
+            "UPDATE contacts SET disabled_at = $1, disabled_reason = $2 \
+             WHERE channel = $3 AND address_index = $4 AND status = 'verified' \
+             AND disabled_at IS NULL",
+        )
+        .bind(now_micros())
+        .bind(reason)
+        .bind(channel)
+        .bind(index.to_vec())
+        .execute(&self.db.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Re-enable every disabled contact on `channel` whose address has blind index `index`,
+    /// whatever disabled it (a Telegram chat that wrote to the bot again is reachable).
+    /// Returns how many.
+    pub async fn enable_contacts_by_index(
+        &self,
+        channel: &str,
+        index: &[u8],
+    ) -> Result<u64, StorageError> {
+        let done = sqlx::query(
+            "UPDATE contacts SET disabled_at = NULL, disabled_reason = NULL \
+             WHERE channel = $1 AND address_index = $2 AND disabled_at IS NOT NULL",
+        )
+        .bind(channel)
+        .bind(index.to_vec())
+        .execute(&self.db.write)
+        .await?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -6,13 +6,14 @@ use serde::Serialize;
 use super::address::{
     mask, parse_email, parse_phone, parse_push_subscription, parse_telegram_chat,
 };
+use super::compliance::ComplianceReply;
 use super::crypto::{random_code, random_token};
 use super::delivery::SealedWebhook;
 use super::{
     CODE_DIGITS, CODE_TTL_SECS, MAX_CODE_ATTEMPTS, PAIRING_TTL_SECS, RESEND_COOLDOWN_SECS, Vault,
     VaultError, contact_aad, now_micros, secs,
 };
-use crate::channels::telegram::Update;
+use crate::channels::telegram::{self, Update};
 use crate::channels::webhook::{self, WebhookSecret};
 use crate::model::{Channel, PushSubscription};
 use crate::storage::{ContactRow, NewContact, format_micros};
@@ -114,6 +115,11 @@ impl Vault {
                     .as_ref()
                     .ok_or(VaultError::ChannelUnavailable("sms"))?;
                 let phone = parse_phone(address.unwrap_or_default())?;
+                // A number that replied STOP gets nothing, a code included (carriers require
+                // it); the member learns why instead of waiting for a code.
+                if self.sms_opted_out(&phone).await? {
+                    return Err(VaultError::NumberOptedOut);
+                }
                 let (contact, expires_at) = self
                     .claim_address(owner, Channel::Sms, &phone, CODE_TTL_SECS)
                     .await?;
@@ -491,36 +497,69 @@ impl Vault {
     }
 
     /// Herald's Telegram webhook: `/start <token>` in a private chat pairs that chat with the
-    /// member who asked for the link. Every outcome gets a reply; nothing here fails the
-    /// webhook (Telegram would only retry it).
-    pub async fn telegram_update(&self, update: &Update) -> Result<(), VaultError> {
+    /// member who asked for the link; `/stop` disables the chat's contacts and a bare `/start`
+    /// re-enables them. Every command gets a reply (except a bare `/start` from a chat with
+    /// nothing to resume); nothing here fails the webhook (Telegram would only retry it).
+    pub async fn telegram_update(&self, update: &Update) -> Result<TelegramOutcome, VaultError> {
         let Some(bot) = self.channels.telegram.as_ref() else {
             return Err(VaultError::ChannelUnavailable("telegram"));
         };
         let Some(message) = &update.message else {
-            return Ok(());
+            return Ok(TelegramOutcome::Ignored);
         };
-        let Some(token) = message
-            .text
-            .as_deref()
-            .and_then(crate::channels::telegram::start_payload)
-        else {
-            return Ok(());
+        let Some(text) = message.text.as_deref() else {
+            return Ok(TelegramOutcome::Ignored);
         };
         let chat = message.chat.id;
-        let reply = if message.chat.kind != "private" {
-            self.messages.telegram_group_refused()
-        } else {
-            match self.pair_telegram(token, chat).await? {
-                Pairing::Done => self.messages.telegram_paired(),
-                Pairing::Unknown => self.messages.telegram_unknown_link(),
-                Pairing::Expired => self.messages.telegram_expired_link(),
+        let lang = message
+            .from
+            .as_ref()
+            .and_then(|user| user.language_code.as_deref())
+            .and_then(|tag| tag.split(['-', '_']).next())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let command = telegram::command(text).filter(|c| bot.is_addressed_to_me(c));
+        let (outcome, reply) = match command {
+            Some(c) if c.is("stop") => {
+                self.telegram_stop(chat).await?;
+                let reply = self.compliance_reply(ComplianceReply::TelegramStopped, &lang);
+                (TelegramOutcome::Stopped, reply)
+            }
+            Some(c) if c.is("start") && c.args.is_empty() => {
+                if self.telegram_resume(chat).await? == 0 {
+                    return Ok(TelegramOutcome::Ignored);
+                }
+                let reply = self.compliance_reply(ComplianceReply::TelegramResumed, &lang);
+                (TelegramOutcome::Resumed, reply)
+            }
+            _ => {
+                let Some(token) = telegram::start_payload(text) else {
+                    return Ok(TelegramOutcome::Ignored);
+                };
+                if message.chat.kind != "private" {
+                    (
+                        TelegramOutcome::Refused,
+                        self.messages.telegram_group_refused(),
+                    )
+                } else {
+                    match self.pair_telegram(token, chat).await? {
+                        Pairing::Done => (TelegramOutcome::Paired, self.messages.telegram_paired()),
+                        Pairing::Unknown => (
+                            TelegramOutcome::Refused,
+                            self.messages.telegram_unknown_link(),
+                        ),
+                        Pairing::Expired => (
+                            TelegramOutcome::Refused,
+                            self.messages.telegram_expired_link(),
+                        ),
+                    }
+                }
             }
         };
         if let Err(e) = bot.send_message(chat, &reply).await {
-            tracing::warn!(error = %e, "could not reply to a Telegram /start");
+            tracing::warn!(error = %e, outcome = outcome.as_str(), "could not reply to a Telegram command");
         }
-        Ok(())
+        Ok(outcome)
     }
 
     async fn pair_telegram(&self, token: &str, chat: i64) -> Result<Pairing, VaultError> {
@@ -651,6 +690,43 @@ enum Pairing {
     Done,
     Unknown,
     Expired,
+}
+
+/// What a Telegram update did (for metrics; nothing about the chat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TelegramOutcome {
+    /// `/start <token>` paired the chat.
+    Paired,
+    /// `/start <token>` was refused (a group, an unknown or expired link).
+    Refused,
+    /// `/stop`: the chat's contacts are disabled.
+    Stopped,
+    /// A bare `/start` re-enabled a stopped chat.
+    Resumed,
+    /// Anything else: not a command Herald answers.
+    Ignored,
+}
+
+impl TelegramOutcome {
+    /// What the chat asked for: `pairing`, `stop`, `start` or `other`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Paired | Self::Refused => "pairing",
+            Self::Stopped => "stop",
+            Self::Resumed => "start",
+            Self::Ignored => "other",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paired => "paired",
+            Self::Refused => "refused",
+            Self::Stopped => "stopped",
+            Self::Resumed => "resumed",
+            Self::Ignored => "ignored",
+        }
+    }
 }
 
 pub(super) fn pending(

@@ -1,8 +1,52 @@
 //! The texts the vault sends: verification, transfer, welcome and sign-in-instead emails, the
-//! SMS code, Telegram replies. Templates live in `templates/` (minijinja, embedded at build
-//! time); an email template's first line is its subject.
+//! SMS code, Telegram replies, and the answers to STOP/START/HELP keywords. Templates live in
+//! `templates/` (minijinja, embedded at build time); an email template's first line is its
+//! subject. The keyword answers are one strings file, `templates/text/compliance.toml`, with a
+//! table per language (`en`, `es`, `fr`, `de`, the languages of seed 004's keyword table).
+
+use std::collections::BTreeMap;
 
 use minijinja::{Environment, context};
+
+/// The keyword answers, by language and then by key.
+const COMPLIANCE: &str = include_str!("../../templates/text/compliance.toml");
+/// The language used when a keyword's language has no table (and the tables' key reference).
+const DEFAULT_LANGUAGE: &str = "en";
+
+/// An answer to what a recipient told Herald.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComplianceReply {
+    /// An SMS opt-out (STOP and its kin) was recorded.
+    SmsStopped,
+    /// An SMS opt-in (START, JOIN…) was recorded.
+    SmsStarted,
+    /// HELP: who is writing, how to stop, where to manage.
+    SmsHelp,
+    /// A Telegram chat sent /stop.
+    TelegramStopped,
+    /// A stopped Telegram chat sent /start again.
+    TelegramResumed,
+}
+
+impl ComplianceReply {
+    pub const ALL: [ComplianceReply; 5] = [
+        Self::SmsStopped,
+        Self::SmsStarted,
+        Self::SmsHelp,
+        Self::TelegramStopped,
+        Self::TelegramResumed,
+    ];
+
+    fn key(self) -> &'static str {
+        match self {
+            Self::SmsStopped => "sms_stopped",
+            Self::SmsStarted => "sms_started",
+            Self::SmsHelp => "sms_help",
+            Self::TelegramStopped => "telegram_stopped",
+            Self::TelegramResumed => "telegram_resumed",
+        }
+    }
+}
 
 /// A rendered email.
 pub struct Email {
@@ -12,6 +56,7 @@ pub struct Email {
 
 pub struct Messages {
     env: Environment<'static>,
+    compliance: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Every template, by name, embedded so the binary needs no files beside it.
@@ -72,7 +117,23 @@ impl Messages {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("template {name} does not parse: {e}"));
         }
-        Self { env }
+        // Fixed at build time and checked by the tests below, so a failure is a bug.
+        let compliance: BTreeMap<String, BTreeMap<String, String>> =
+            toml::from_str(COMPLIANCE).unwrap_or_else(|e| panic!("compliance.toml: {e}"));
+        Self { env, compliance }
+    }
+
+    /// The answer `reply` in `lang` (English when Herald has no words for `lang`), with
+    /// `{url}` replaced by `url`.
+    pub fn compliance(&self, reply: ComplianceReply, lang: &str, url: &str) -> String {
+        let table = self
+            .compliance
+            .get(lang)
+            .or_else(|| self.compliance.get(DEFAULT_LANGUAGE));
+        table
+            .and_then(|t| t.get(reply.key()))
+            .map(|text| text.replace("{url}", url.trim_end_matches('/')))
+            .unwrap_or_else(|| panic!("compliance.toml has no {}", reply.key()))
     }
 
     fn render(&self, name: &str, ctx: minijinja::Value) -> String {
@@ -213,5 +274,45 @@ mod tests {
     fn the_sms_code_says_how_to_stop() {
         let text = Messages::new().sms_code("123456", 10);
         assert!(text.contains("123456") && text.contains("STOP"));
+    }
+
+    #[test]
+    fn every_language_answers_every_keyword_and_names_the_way_back() {
+        let m = Messages::new();
+        let english: Vec<_> = m.compliance[DEFAULT_LANGUAGE].keys().collect();
+        for (lang, table) in &m.compliance {
+            assert_eq!(table.keys().collect::<Vec<_>>(), english, "[{lang}] keys");
+        }
+        for lang in ["en", "es", "fr", "de"] {
+            for reply in ComplianceReply::ALL {
+                let text = m.compliance(reply, lang, "https://h.example/");
+                assert!(
+                    !text.is_empty() && !text.contains('{'),
+                    "{lang} {reply:?}: {text}"
+                );
+            }
+            let stopped = m.compliance(ComplianceReply::SmsStopped, lang, "https://h.example");
+            assert!(stopped.contains("START"), "{lang}: {stopped}");
+            let started = m.compliance(ComplianceReply::SmsStarted, lang, "https://h.example");
+            assert!(started.contains("STOP"), "{lang}: {started}");
+            let help = m.compliance(ComplianceReply::SmsHelp, lang, "https://h.example/");
+            assert!(
+                help.contains("Herald") && help.contains("STOP"),
+                "{lang}: {help}"
+            );
+            assert!(help.ends_with("https://h.example"), "{lang}: {help}");
+            let stopped = m.compliance(ComplianceReply::TelegramStopped, lang, "");
+            assert!(stopped.contains("/start"), "{lang}: {stopped}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_language_answers_in_english() {
+        let m = Messages::new();
+        assert_eq!(
+            m.compliance(ComplianceReply::SmsStopped, "sw", "u"),
+            "You have been unsubscribed from Herald and will receive no more messages. \
+             Reply START to resubscribe."
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The contact vault: members' private addresses (email, phone, Telegram chat, push
-//! subscription), their verification, and the email identity of seeds 001 and 002 (one email
-//! per account, transfer, the manage page, standalone email subscriptions, pre-validation).
+//! subscription), their verification, the email identity of seeds 001 and 002 (one email
+//! per account, transfer, the manage page, standalone email subscriptions, pre-validation),
+//! and what recipients told Herald (suppressed addresses, bounce scores, numbers that replied
+//! STOP, Telegram chats that sent /stop).
 //!
 //! ```text
 //! contact.add ─▶ parse + normalise ─▶ seal (AEAD, AAD = owner|id) ─▶ challenge (hashed) ─▶ send
@@ -13,6 +15,7 @@
 //! preference resolution (distribute asks [`Vault::reachable`]).
 
 pub mod address;
+mod compliance;
 pub mod crypto;
 mod delivery;
 mod email_identity;
@@ -22,10 +25,11 @@ mod rotation;
 
 use std::sync::{Arc, RwLock};
 
+pub use compliance::{BounceState, ComplianceReply};
 pub use delivery::Target;
 pub use email_identity::{ManageAction, ManageView, SubscribeOutcome};
 pub use member::FEED_CONTACT_ID;
-pub use member::{AddContact, AddedContact, ContactView, VerifiedContact};
+pub use member::{AddContact, AddedContact, ContactView, TelegramOutcome, VerifiedContact};
 pub use rotation::RotationReport;
 
 use crate::auth::ServiceAuth;
@@ -71,6 +75,12 @@ pub enum VaultError {
     TooManyAttempts,
     #[error("the contact is already verified")]
     AlreadyVerified,
+    /// The number replied STOP to Herald: nothing, not even a code, is sent to it until it
+    /// replies START.
+    #[error(
+        "this number has opted out of messages from Herald: text START to Herald's number to opt in again, then add it"
+    )]
+    NumberOptedOut,
     #[error("the community is not known to this Herald")]
     UnknownCommunity,
     #[error("the message could not be sent: {0}")]
@@ -93,6 +103,7 @@ impl VaultError {
             Self::ExpiredCode => "ExpiredCode",
             Self::TooManyAttempts => "TooManyAttempts",
             Self::AlreadyVerified => "AlreadyVerified",
+            Self::NumberOptedOut => "NumberOptedOut",
             Self::UnknownCommunity => "UnknownCommunity",
             Self::Send(_) => "UpstreamFailure",
             Self::Storage(_) | Self::Keys(_) => "InternalServerError",

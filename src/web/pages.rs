@@ -23,17 +23,23 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::channels::telegram::Update;
+use crate::metrics::Metrics;
 use crate::vault::{ManageAction, Vault, VaultError};
 
 #[derive(Clone)]
 pub struct PagesState {
     pub vault: Arc<Vault>,
     pub telegram_secret: Option<SecretString>,
+    pub metrics: Arc<Metrics>,
     templates: Arc<Environment<'static>>,
 }
 
 impl PagesState {
-    pub fn new(vault: Arc<Vault>, telegram_secret: Option<SecretString>) -> Self {
+    pub fn new(
+        vault: Arc<Vault>,
+        telegram_secret: Option<SecretString>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut env = Environment::new();
         for (name, source) in [
             (
@@ -59,6 +65,7 @@ impl PagesState {
         Self {
             vault,
             telegram_secret,
+            metrics,
             templates: Arc::new(env),
         }
     }
@@ -314,6 +321,7 @@ async fn telegram_hook(
         .as_ref()
         .is_some_and(|secret| bool::from(secret.expose_secret().as_bytes().ct_eq(given)));
     if !authentic {
+        state.metrics.inbound("telegram", "other", "bad_secret");
         return (
             StatusCode::FORBIDDEN,
             Json(serde_json::json!({"error": "Forbidden", "message": "bad webhook secret"})),
@@ -332,9 +340,17 @@ async fn telegram_hook(
             return StatusCode::OK.into_response();
         }
     };
-    if let Err(e) = state.vault.telegram_update(&update).await {
-        tracing::error!(error = %e, "Telegram update failed");
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    match state.vault.telegram_update(&update).await {
+        Ok(outcome) => {
+            state
+                .metrics
+                .inbound("telegram", outcome.kind(), outcome.as_str());
+            StatusCode::OK.into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Telegram update failed");
+            state.metrics.inbound("telegram", "other", "failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
-    StatusCode::OK.into_response()
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod compliance;
 mod contacts;
 mod crash;
 mod deliver;
