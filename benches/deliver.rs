@@ -12,30 +12,46 @@
 //!   and private feed, 5 % muted), one publication, time from the publish call until every
 //!   delivery is settled, and Herald's peak RSS from the publish on (the sink and the HTTP
 //!   endpoint are other processes; the counter is reset after seeding).
+//! - `digests` — HERALD_BENCH_MEMBERS (default 100,000) members spread evenly over the
+//!   [`ZONES`] (36 IANA time zones, half- and quarter-hour and southern-hemisphere ones among
+//!   them), each with a preferences record (`timezone`, a `digestHour` that varies, the
+//!   `webhook` channel on a daily cadence) and a verified webhook on the local 204 endpoint.
+//!   On a hand-moved clock set to the next UTC midnight D, three items are published. Phase 1
+//!   ("computed and enqueued"): until every outbox row is held for its member's digest hour
+//!   (`pending`, `fold = 1`). Phase 2 ("a day of digests"): the clock advances in 15-minute
+//!   steps through D+1 00:15, waiting at each step until the rows due by then are sent; every
+//!   member must get exactly one webhook listing the three items.
 //!
 //! Herald runs in this process (api + deliver roles, SQLite in a temporary directory, or
 //! HERALD_BENCH_DATABASE_URL); the publish goes through the XRPC endpoint, so it wakes the
 //! dispatcher as in production. HERALD_BENCH_CONCURRENCY and HERALD_BENCH_BATCH override the
 //! dispatcher's concurrency (64) and claim batch (256).
 //!
-//! Run: `cargo bench --bench deliver -- email|http|mixed` (several names, or none for all;
+//! Run: `cargo bench --bench deliver -- email|http|mixed|digests` (several names, or none for all;
 //! `email` and `mixed` need postfix's smtp-sink — see scripts/bench/README.md).
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveTime, Utc};
 
 use common::peers::{HttpEndpoint, NO_SMTP_SINK, SmtpPeer, SmtpSink};
 use futures_util::StreamExt;
-use herald::model::{Channel, CommunityRecord, PipeDecl, Record, Route, SubscriptionRecord};
+use herald::clock::{Clock, ManualClock, SystemClock};
+use herald::model::{
+    Channel, ChannelCadence, CommunityRecord, PipeDecl, PreferencesRecord, Record, Route,
+    SubscriptionRecord,
+};
 use herald::sandbox::{Identity, Plc, plc_did, tid};
 use herald::startup::{Application, Roles};
 use herald::storage::IndexOp;
 use herald::vault::AddContact;
 use serde_json::json;
 
-const MODES: &[&str] = &["email", "http", "mixed"];
+const MODES: &[&str] = &["email", "http", "mixed", "digests"];
 const PIPE: &str = "opportunity";
 const SERVICE_DID: &str = "did:web:herald.bench";
 /// Contacts seeded at once (the vault's writes are serialised by SQLite anyway).
@@ -77,6 +93,7 @@ fn main() -> anyhow::Result<()> {
                 "email" => email().await?,
                 "http" => http().await?,
                 "mixed" => mixed().await?,
+                "digests" => digests().await?,
                 _ => unreachable!(),
             }
         }
@@ -139,6 +156,8 @@ impl Kind {
 struct Bench {
     app: Application,
     community: Identity,
+    /// Where the index lives, for the few questions the store has no method for.
+    database_url: String,
     // Kept alive for the app's lifetime.
     _plc: Plc,
     _dir: tempfile::TempDir,
@@ -146,12 +165,21 @@ struct Bench {
 
 impl Bench {
     async fn start(smtp: Option<std::net::SocketAddr>) -> anyhow::Result<Self> {
+        Self::start_with(smtp, vec![], Arc::new(SystemClock)).await
+    }
+
+    /// As [`Bench::start`], with more settings and the clock Herald reads.
+    async fn start_with(
+        smtp: Option<std::net::SocketAddr>,
+        extra: Vec<(&str, String)>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let plc = Plc::start().await?;
         let dir = tempfile::tempdir()?;
         let database_url = std::env::var("HERALD_BENCH_DATABASE_URL")
             .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
         let mut pairs: Vec<(&str, String)> = vec![
-            ("HERALD_DATABASE_URL", database_url),
+            ("HERALD_DATABASE_URL", database_url.clone()),
             (
                 "HERALD_VAULT_URL",
                 format!("sqlite://{}", dir.path().join("vault.db").display()),
@@ -167,6 +195,7 @@ impl Bench {
             ("HERALD_EMAIL_PROVIDERS", "smtp".into()),
             ("HERALD_WEBHOOK_ALLOW_PRIVATE", "true".into()),
         ];
+        pairs.extend(extra);
         if let Some(addr) = smtp {
             pairs.push(("HERALD_SMTP_URL", format!("smtp://{addr}")));
         }
@@ -181,13 +210,14 @@ impl Bench {
         let settings = common::settings(&pairs);
         let concurrency = settings.delivery.concurrency;
         let batch = settings.delivery.batch;
-        let app = Application::build(
+        let app = Application::build_with_clock(
             settings,
             Roles {
                 api: true,
                 ingest: false,
                 deliver: true,
             },
+            clock,
         )
         .await?;
         println!("  dispatcher: concurrency {concurrency}, claim batch {batch}");
@@ -196,6 +226,7 @@ impl Bench {
         Ok(Self {
             app,
             community,
+            database_url,
             _plc: plc,
             _dir: dir,
         })
@@ -305,16 +336,71 @@ impl Bench {
         Ok(seeded)
     }
 
+    /// One preferences record per member (`timezone`, `digestHour`, the webhook on a daily
+    /// cadence), through the index API, in ingest-sized batches.
+    async fn seed_preferences(&self, members: &[(&str, u32)]) -> anyhow::Result<()> {
+        for (chunk_no, chunk) in members.chunks(2_000).enumerate() {
+            let ops: Vec<IndexOp> = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, (zone, hour))| IndexOp::Put {
+                    did: member(chunk_no * 2_000 + j),
+                    collection: "community.herald.preferences".into(),
+                    rkey: "self".into(),
+                    rev: tid(),
+                    cid: None,
+                    record: Record::Preferences(PreferencesRecord {
+                        default_routes: vec![],
+                        paused_all: false,
+                        language: None,
+                        timezone: Some(zone.to_string()),
+                        digest_hour: Some(i64::from(*hour)),
+                        quiet_hours: None,
+                        channel_limits: vec![],
+                        channel_cadences: vec![ChannelCadence {
+                            channel: "webhook".into(),
+                            cadence: "daily".into(),
+                        }],
+                    }),
+                    body: "{}".into(),
+                })
+                .collect();
+            self.app.store().apply_batch(&ops, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Outbox rows by `status/fold`, read from the database itself.
+    async fn outbox_folds(&self) -> anyhow::Result<BTreeMap<String, i64>> {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.database_url).await?;
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT status, CAST(fold AS BIGINT), COUNT(*) FROM outbox GROUP BY status, fold",
+        )
+        .fetch_all(&pool)
+        .await?;
+        pool.close().await;
+        Ok(rows
+            .into_iter()
+            .map(|(status, fold, n)| (format!("{status}/fold={fold}"), n))
+            .collect())
+    }
+
     /// Publish one item through XRPC; returns the publish's answer.
     async fn publish(&self) -> anyhow::Result<serde_json::Value> {
+        self.publish_item(json!({"id": "bench", "title": "Benchmark item",
+                                 "text": "One publication, fanned out and delivered.",
+                                 "url": "https://bench.example/items/1"}))
+            .await
+    }
+
+    /// Publish `item` through XRPC; returns the publish's answer.
+    async fn publish_item(&self, item: serde_json::Value) -> anyhow::Result<serde_json::Value> {
         let nsid = "community.herald.publish";
         let response = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{}/xrpc/{nsid}", self.app.port()))
             .bearer_auth(self.community.token(SERVICE_DID, nsid))
-            .json(&json!({"community": self.community.did, "pipe": PIPE,
-                          "item": {"id": "bench", "title": "Benchmark item",
-                                   "text": "One publication, fanned out and delivered.",
-                                   "url": "https://bench.example/items/1"}}))
+            .json(&json!({"community": self.community.did, "pipe": PIPE, "item": item}))
             .send()
             .await?;
         let status = response.status();
@@ -339,33 +425,52 @@ impl Bench {
     /// from the dispatcher's counters every 2 ms (the outbox itself is only read at the end).
     /// Also samples this process's anonymous and file-backed RSS every 10 ms.
     async fn settled(&self, total: u64, memory: &mut Memory) -> anyhow::Result<Instant> {
-        let metrics = self.app.metrics();
+        self.reached(
+            "deliveries settled",
+            total,
+            &["sent", "dead", "cancelled"],
+            memory,
+        )
+        .await
+    }
+
+    /// Wait until the dispatcher's counters for `outcomes` (summed over the channels) reach
+    /// `total`, read every 2 ms; samples this process's RSS parts every 10 ms meanwhile.
+    async fn reached(
+        &self,
+        what: &str,
+        total: u64,
+        outcomes: &[&str],
+        memory: &mut Memory,
+    ) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         for tick in 0u64.. {
             if tick % 5 == 0 {
                 memory.sample();
             }
-            let done: u64 = ["email", "webhook", "feed", "sms", "telegram", "webpush"]
-                .iter()
-                .flat_map(|c| {
-                    ["sent", "dead", "cancelled"]
-                        .iter()
-                        .map(move |o| metrics.delivery_count(c, o))
-                })
-                .sum();
+            let done = self.counted(outcomes);
             if done >= total {
                 memory.sample();
                 return Ok(Instant::now());
             }
             if Instant::now() > deadline {
                 anyhow::bail!(
-                    "only {done} of {total} deliveries settled after {SETTLE_TIMEOUT:?}: {:?}",
+                    "only {done} of {total} {what} after {SETTLE_TIMEOUT:?}: {:?}",
                     self.outbox().await?
                 );
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         unreachable!()
+    }
+
+    /// The dispatcher's count of rows settled with one of `outcomes`, over all channels.
+    fn counted(&self, outcomes: &[&str]) -> u64 {
+        let metrics = self.app.metrics();
+        ["email", "webhook", "feed", "sms", "telegram", "webpush"]
+            .iter()
+            .flat_map(|c| outcomes.iter().map(move |o| metrics.delivery_count(c, o)))
+            .sum()
     }
 
     fn retries(&self) -> u64 {
@@ -582,6 +687,255 @@ async fn mixed() -> anyhow::Result<()> {
     println!(
         "  (the SMTP sink and the HTTP endpoint are other processes, not counted; the \
          endpoint's own peak RSS was {:.1} MiB)",
+        common::peers::peak_rss_of(endpoint.pid())
+    );
+    bench.app.stop().await;
+    Ok(())
+}
+
+/// The digests benchmark's time zones: every whole-hour offset from -10 to +14 that has a
+/// zone, the half-hour ones (St John's, Tehran, Kabul, Kolkata, Yangon, Adelaide), the
+/// quarter-hour ones (Kathmandu, Eucla, Chatham), and southern-hemisphere zones in their
+/// summer time (Santiago, Adelaide, Sydney, Auckland, Chatham) in late November.
+const ZONES: &[&str] = &[
+    "Pacific/Honolulu",
+    "America/Anchorage",
+    "America/Los_Angeles",
+    "America/Denver",
+    "America/Chicago",
+    "America/New_York",
+    "America/Caracas",
+    "America/St_Johns",
+    "America/Sao_Paulo",
+    "America/Santiago",
+    "Atlantic/South_Georgia",
+    "Atlantic/Azores",
+    "Europe/London",
+    "Africa/Lagos",
+    "Europe/Paris",
+    "Africa/Johannesburg",
+    "Europe/Moscow",
+    "Asia/Tehran",
+    "Asia/Dubai",
+    "Asia/Kabul",
+    "Asia/Karachi",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Asia/Dhaka",
+    "Asia/Yangon",
+    "Asia/Bangkok",
+    "Asia/Shanghai",
+    "Australia/Eucla",
+    "Asia/Tokyo",
+    "Australia/Adelaide",
+    "Australia/Sydney",
+    "Pacific/Noumea",
+    "Pacific/Auckland",
+    "Pacific/Chatham",
+    "Pacific/Tongatapu",
+    "Pacific/Kiritimati",
+];
+
+/// Items published at D 00:00: each member's digest lists all of them.
+const DIGEST_ITEMS: u64 = 3;
+/// How far the clock moves at each step of the day (the quarter-hour zones need 15 minutes).
+const STEP_MINUTES: i64 = 15;
+
+/// Member `i`'s zone and digest hour: zones round-robin; the hour never the local hour at
+/// `day` (a digest due at the very instant of the publish would go out item by item), and
+/// otherwise 1 to 23 hours after it, so digests fall all through the day.
+fn digest_preferences(i: usize, day: DateTime<Utc>) -> (&'static str, u32) {
+    use chrono::Timelike;
+    let zone = ZONES[i % ZONES.len()];
+    let tz: chrono_tz::Tz = zone.parse().expect("a known zone");
+    let local_hour = day.with_timezone(&tz).hour();
+    let later = 1 + (i / ZONES.len()) as u32 % 23;
+    (zone, (local_hour + later) % 24)
+}
+
+async fn digests() -> anyhow::Result<()> {
+    let members = env_number("HERALD_BENCH_MEMBERS", 100_000);
+    let mut endpoint = HttpEndpoint::start()?;
+    // D: a UTC midnight after the real now (publications and their rows carry real times,
+    // which must be in the past at D), at least an hour ahead so seeding cannot catch it up.
+    let day = (Utc::now() + chrono::Duration::hours(1))
+        .date_naive()
+        .succ_opt()
+        .expect("a next day")
+        .and_time(NaiveTime::MIN)
+        .and_utc();
+    println!(
+        "deliver/digests: {members} members over {} time zones, the webhook channel on a daily \
+         cadence, a 204 endpoint at {} (pid {}); day D = {}",
+        ZONES.len(),
+        endpoint.addr,
+        endpoint.pid(),
+        day.format("%Y-%m-%d")
+    );
+    let clock = ManualClock::new();
+    let bench = Bench::start_with(
+        None,
+        vec![
+            ("HERALD_DELIVERY_POLL_MS", "20".into()),
+            ("HERALD_DIGEST_CHANNELS", "sms".into()),
+        ],
+        clock.clone(),
+    )
+    .await?;
+    let prefs: Vec<(&str, u32)> = (0..members).map(|i| digest_preferences(i, day)).collect();
+    // When each member's digest is due: the schedule's own answer, to know what each step
+    // of the day must have sent.
+    let mut due: BTreeMap<DateTime<Utc>, u64> = BTreeMap::new();
+    for (zone, hour) in &prefs {
+        let at = herald::schedule::MemberClock::lenient(Some(zone), Some(i64::from(*hour)), None)
+            .next_digest_at(day);
+        anyhow::ensure!(
+            at > day && at <= day + chrono::Duration::days(1),
+            "{zone} {hour}h: due {at}"
+        );
+        *due.entry(at).or_default() += 1;
+    }
+    let kinds = vec![Kind::Webhook; members];
+    let seeding = Instant::now();
+    bench.seed_records(&kinds).await?;
+    bench.seed_preferences(&prefs).await?;
+    let records = seeding.elapsed();
+    let contacts = bench.seed_contacts(&kinds, Some(endpoint.addr)).await?;
+    println!(
+        "  seeded {members} subscriptions and preferences in {:.1} s and {contacts} verified \
+         webhook contacts in {:.1} s; digests due at {} distinct instants between {} and {}",
+        records.as_secs_f64(),
+        (seeding.elapsed() - records).as_secs_f64(),
+        due.len(),
+        due.keys().next().expect("members").format("%H:%M"),
+        due.keys().last().expect("members").format("%H:%M"),
+    );
+
+    // Phase 1: computed and enqueued.
+    clock.set(day);
+    let rows = members as u64 * DIGEST_ITEMS;
+    let rss_before = common::rss_mib();
+    common::reset_peak_rss();
+    let mut memory = Memory::default();
+    memory.sample();
+    let start = Instant::now();
+    let mut publishes = Vec::new();
+    for k in 1..=DIGEST_ITEMS {
+        let call = Instant::now();
+        let answer = bench
+            .publish_item(json!({"id": format!("digest-{k}"), "title": format!("Item {k} of the day"),
+                                 "text": "Published at midnight UTC, delivered at each member's digest hour.",
+                                 "url": format!("https://bench.example/items/{k}")}))
+            .await?;
+        publishes.push((call.elapsed(), answer["recipients"].clone()));
+    }
+    let published = start.elapsed();
+    let held = bench
+        .reached("rows held for a digest", rows, &["held"], &mut memory)
+        .await?;
+    let phase1 = held - start;
+    let peak1 = common::peak_rss_mib();
+    let memory1 = std::mem::take(&mut memory);
+    let folds = bench.outbox_folds().await?;
+    println!(
+        "  publishes: {}; all three answered {:.3} s after the first call",
+        publishes
+            .iter()
+            .map(|(t, r)| format!("{:.3} s ({r} recipients)", t.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        published.as_secs_f64()
+    );
+    println!("  outbox after phase 1 (status/fold): {folds:?}");
+    anyhow::ensure!(
+        folds.get("pending/fold=1") == Some(&(rows as i64)) && outbox_total(&folds) == rows,
+        "every row should be pending with fold = 1: {folds:?}"
+    );
+    anyhow::ensure!(
+        endpoint.requests()? == 0,
+        "nothing may be sent before digest hours"
+    );
+    println!(
+        "deliver/digests RESULT phase 1 (computed and enqueued): {rows} outbox rows ({members} \
+         members × {DIGEST_ITEMS} items) held for their digest hour {:.3} s after the first \
+         publish call = {:.0} rows/s; Herald RSS before {rss_before:.1} MiB, peak {peak1:.1} MiB \
+         (largest parts: anonymous {:.1} MiB, file-backed {:.1} MiB)",
+        phase1.as_secs_f64(),
+        rows as f64 / phase1.as_secs_f64(),
+        memory1.anon,
+        memory1.file
+    );
+
+    // Phase 2: a day of digests, in steps.
+    common::reset_peak_rss();
+    let mut memory = Memory::default();
+    memory.sample();
+    let start = Instant::now();
+    let mut expected = 0u64;
+    let mut slowest = (Duration::ZERO, day, 0u64);
+    let steps = 24 * 60 / STEP_MINUTES + 1;
+    for step in 1..=steps {
+        let now = day + chrono::Duration::minutes(STEP_MINUTES * step);
+        let due_now: u64 = due.range(..=now).map(|(_, n)| n).sum();
+        let step_start = Instant::now();
+        clock.set(now);
+        bench
+            .reached(
+                "digest rows sent",
+                due_now * DIGEST_ITEMS,
+                &["sent", "dead", "cancelled"],
+                &mut memory,
+            )
+            .await?;
+        let took = step_start.elapsed();
+        let digests = due_now - expected;
+        if took > slowest.0 {
+            slowest = (took, now, digests);
+        }
+        expected = due_now;
+    }
+    let phase2 = start.elapsed();
+    let peak2 = common::peak_rss_mib();
+    // A moment for anything sent beyond what was due to show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = bench.outbox().await?;
+    let requests = endpoint.requests()?;
+    let items = endpoint.items()?;
+    println!(
+        "  outbox: {counts:?}; retries on the way: {}; the endpoint answered {requests} \
+         requests listing {items} items; slowest step: {:.3} s for {} digests at {}",
+        bench.retries(),
+        slowest.0.as_secs_f64(),
+        slowest.2,
+        slowest.1.format("%H:%M"),
+    );
+    anyhow::ensure!(
+        counts.get("webhook/sent") == Some(&(rows as i64)) && outbox_total(&counts) == rows,
+        "every row should be sent: {counts:?}"
+    );
+    anyhow::ensure!(
+        items == rows && requests >= members as u64,
+        "{requests} webhooks listing {items} items, want {members} digests of {DIGEST_ITEMS}"
+    );
+    // Every member got their three items; more requests than members means some got them in
+    // more than one message (a member's rows split between two claims).
+    let split = match requests - members as u64 {
+        0 => String::new(),
+        k => format!("; WARNING: {k} more webhooks than members — some digests were split"),
+    };
+    println!(
+        "deliver/digests RESULT phase 2 (a day of digests): {requests} webhooks listing \
+         {items} items ({rows} rows folded) sent over {steps} clock steps of {STEP_MINUTES} min \
+         through D+1 00:{STEP_MINUTES:02} in {:.3} s = {:.0} digests/s, {:.0} rows/s; Herald \
+         peak RSS {peak2:.1} MiB (largest parts: anonymous {:.1} MiB, file-backed {:.1} MiB){split}",
+        phase2.as_secs_f64(),
+        requests as f64 / phase2.as_secs_f64(),
+        rows as f64 / phase2.as_secs_f64(),
+        memory.anon,
+        memory.file
+    );
+    println!(
+        "  (the HTTP endpoint is another process, not counted; its own peak RSS was {:.1} MiB)",
         common::peers::peak_rss_of(endpoint.pid())
     );
     bench.app.stop().await;

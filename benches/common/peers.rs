@@ -177,7 +177,17 @@ impl HttpEndpoint {
 
     /// Requests answered so far.
     pub fn requests(&mut self) -> anyhow::Result<u64> {
-        self.stdin.write_all(b"count\n")?;
+        self.ask("count")
+    }
+
+    /// Items listed in the request bodies so far (occurrences of `"itemId"`: one in a single
+    /// item's webhook, one per item in a digest's).
+    pub fn items(&mut self) -> anyhow::Result<u64> {
+        self.ask("items")
+    }
+
+    fn ask(&mut self, question: &str) -> anyhow::Result<u64> {
+        self.stdin.write_all(format!("{question}\n").as_bytes())?;
         self.stdin.flush()?;
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
@@ -197,7 +207,8 @@ impl Drop for HttpEndpoint {
 }
 
 /// The child side of [`HttpEndpoint`]: print the port, answer 204 to every request on one
-/// thread, answer `count` lines on stdin with the number of requests, exit at stdin's end.
+/// thread, answer `count` lines on stdin with the number of requests and `items` lines with
+/// the items their bodies listed, exit at stdin's end.
 pub fn serve_http() -> anyhow::Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -208,11 +219,14 @@ pub fn serve_http() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let count = Arc::new(AtomicU64::new(0));
-    let served = count.clone();
-    let router = axum::Router::new().fallback(move || {
-        let served = served.clone();
+    let items = Arc::new(AtomicU64::new(0));
+    let (served, listed) = (count.clone(), items.clone());
+    let router = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let (served, listed) = (served.clone(), listed.clone());
         async move {
             served.fetch_add(1, Ordering::Relaxed);
+            let n = body.windows(8).filter(|w| w == b"\"itemId\"").count();
+            listed.fetch_add(n as u64, Ordering::Relaxed);
             axum::http::StatusCode::NO_CONTENT
         }
     });
@@ -223,10 +237,13 @@ pub fn serve_http() -> anyhow::Result<()> {
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
             let Ok(line) = line else { break };
-            if line.trim() == "count" {
-                println!("{}", count.load(Ordering::Relaxed));
-                let _ = std::io::stdout().flush();
-            }
+            let answer = match line.trim() {
+                "count" => &count,
+                "items" => &items,
+                _ => continue,
+            };
+            println!("{}", answer.load(Ordering::Relaxed));
+            let _ = std::io::stdout().flush();
         }
         std::process::exit(0);
     });
