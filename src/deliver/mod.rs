@@ -13,10 +13,12 @@
 //! # Invariants
 //! - No transaction is open during a send: a claim commits before the first network call and
 //!   outcomes are written after.
-//! - A process holds at most `concurrency` claimed, unsettled rows: a permit is taken per row
-//!   claimed and given back only once its outcome is committed. A process killed at any
-//!   instant therefore leaves at most that many rows to be claimed again when their leases
-//!   expire — the bound on duplicates, counted in `herald_deliveries_reclaimed_total`.
+//! - A process holds at most `concurrency` claimed, unsettled messages: a permit is taken per
+//!   row claimed and given back only once its outcome is committed; the rest of a digest
+//!   claimed with one of its rows rides on that row's permit, since they all go out as one
+//!   message. A process killed at any instant therefore leaves at most that many messages to
+//!   be sent again when their leases expire — the bound on duplicates, counted in
+//!   `herald_deliveries_reclaimed_total`.
 //! - An outcome is recorded only under the claim that produced it (the store checks the
 //!   lease token), so a late worker cannot undo a newer claim's result.
 
@@ -802,9 +804,11 @@ pub fn backoff_delay(config: &DeliverySettings, attempt: usize) -> Duration {
         .unwrap_or(config.retry_max)
 }
 
+/// Up to `n` of the claim's permits. The claim asked for no more rows than `free` holds,
+/// but may return more (the rest of a digest), which then ride on the permits left.
 fn take_permits(free: &mut OwnedSemaphorePermit, n: usize) -> OwnedSemaphorePermit {
-    // The claim asked for no more rows than `free` holds permits.
-    free.split(n).expect("a permit for every claimed row")
+    let n = n.min(free.num_permits());
+    free.split(n).expect("no more permits than are held")
 }
 
 /// The claimed rows as units of work: rows held for folding go out together per member and

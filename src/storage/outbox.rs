@@ -176,7 +176,9 @@ pub(super) const CLAIM_RETURNING: &str =
 
 impl Store {
     /// Claim up to `limit` deliveries due at `now` (never claimed, due for a retry, or whose
-    /// lease expired), leased for `lease`.
+    /// lease expired), leased for `lease` — plus, for every held row among them, the other
+    /// due held rows of the same member and channel, which go out in the same message (so a
+    /// claim may return more than `limit` rows).
     pub async fn claim_deliveries(
         &self,
         limit: usize,
@@ -206,7 +208,52 @@ impl Store {
             .bind(limit as i64)
             .fetch_all(&self.write)
             .await?;
-        rows.iter().map(decode_claimed).collect()
+        let mut claimed = rows
+            .iter()
+            .map(decode_claimed)
+            .collect::<Result<Vec<_>, _>>()?;
+        // A held row goes out folded with its member's other due held rows on the channel:
+        // take those now, under this claim, or the next claim could take some of them while
+        // this one is sending and split one digest into two messages.
+        let mut pairs: Vec<(&str, &str)> = claimed
+            .iter()
+            .filter(|c| c.fold)
+            .map(|c| (c.recipient.as_str(), c.channel.as_str()))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut rest = Vec::new();
+        for chunk in pairs.chunks(SETTLE_CHUNK) {
+            let lock = match self.backend {
+                Backend::Sqlite => "",
+                Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            };
+            let values = vec!["(?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "UPDATE outbox SET status = 'leased', lease_token = ?, lease_until = ?, \
+                 next_attempt_at = ?, claims = claims + 1 \
+                 WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND fold = 1 \
+                 AND next_attempt_at <= ? AND (recipient, channel) IN (VALUES {values}) {lock}) \
+                 {CLAIM_RETURNING}"
+            );
+            let sql = match self.backend {
+                Backend::Sqlite => sql,
+                Backend::Postgres => number_placeholders(&sql),
+            };
+            let mut query = sqlx::query(&sql)
+                .bind(&token)
+                .bind(until)
+                .bind(until)
+                .bind(now);
+            for (recipient, channel) in chunk {
+                query = query.bind(*recipient).bind(*channel);
+            }
+            for row in query.fetch_all(&self.write).await? {
+                rest.push(decode_claimed(&row)?);
+            }
+        }
+        claimed.extend(rest);
+        Ok(claimed)
     }
 
     /// Record outcomes in one transaction. Returns how many were recorded; an outcome whose

@@ -311,3 +311,42 @@ on_both_backends! {
         assert!(mail.html_body().unwrap().contains("Meetup 1"));
     }
 }
+
+on_both_backends! {
+    // Regression: a claim that took one of a member's held rows left the others to the next
+    // claim, so a digest could go out as two messages (the digest benchmark saw 31 in 100,000).
+    async fn a_claim_takes_all_of_a_members_due_held_rows_on_the_channel_together(backend) {
+        use herald::storage::{Outcome, Settled, now_micros};
+        let app = spawn_app(backend).await;
+        let community = app.identity("community");
+        let fay = app.identity("fay");
+        let gus = app.identity("gus");
+        app.community(&community, json!({})).await;
+        for m in [&fay, &gus] {
+            app.subscribe(m, &community,
+                json!({"routes": [{"pipe": "opportunity", "channels": ["feed"]}]})).await;
+        }
+        for i in 0..3 {
+            let (status, body) = app.publish(&community, &community, "opportunity", &format!("h{i}")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let lease = Duration::from_secs(60);
+        let now = now_micros();
+        let first = app.store().claim_deliveries(100, lease, now).await.unwrap();
+        assert_eq!(first.len(), 6);
+        let held: Vec<Settled> = first.iter().map(|c| Settled {
+            id: c.id.clone(),
+            lease_token: c.lease_token.clone(),
+            outcome: Outcome::Held { at: now, fold: true },
+        }).collect();
+        assert_eq!(app.store().settle_deliveries(&held, now).await.unwrap(), 6);
+
+        let one = app.store().claim_deliveries(1, lease, now + 1).await.unwrap();
+        assert_eq!(one.len(), 3, "the member's three held rows together: {one:?}");
+        assert!(one.iter().all(|c| c.recipient == one[0].recipient && c.fold));
+        assert!(one.iter().all(|c| c.lease_token == one[0].lease_token));
+        let other = app.store().claim_deliveries(1, lease, now + 2).await.unwrap();
+        assert_eq!(other.len(), 3);
+        assert_ne!(other[0].recipient, one[0].recipient);
+    }
+}
