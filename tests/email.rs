@@ -1,8 +1,11 @@
 //! The email adapter against a real SMTP server (aiosmtpd, started by
 //! `herald::sandbox::smtp::SmtpServer`; install it with `scripts/test-deps`): what the server
-//! received, and how its refusals are classified.
+//! received, how its refusals are classified, and how the adapter's connections are pooled
+//! (counted by a TCP relay in front of the server).
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use herald::channels::SendError;
@@ -421,6 +424,182 @@ async fn tls_required_upgrades_with_starttls_and_checks_the_certificate() {
         .await
         .expect("plain send");
     assert_eq!(smtp.wait_for(1, WAIT).await.len(), 1);
+}
+
+#[tokio::test]
+async fn many_sends_over_one_sender_reuse_its_connections() {
+    let smtp = server().await;
+    let proxy = Proxy::start(smtp.port()).await;
+    let sender = sender_for(&proxy.url());
+
+    for i in 0..10 {
+        sender
+            .send(&email(&format!("member{i}@example.org")))
+            .await
+            .expect("sent");
+    }
+    assert_eq!(proxy.accepted(), 1, "one after another, one connection");
+
+    for _wave in 0..3 {
+        let sends = (0..8).map(|i| {
+            let sender = sender.clone();
+            tokio::spawn(async move { sender.send(&email(&format!("m{i}@example.org"))).await })
+        });
+        for result in futures_util::future::join_all(sends).await {
+            result.expect("task").expect("sent");
+        }
+    }
+    assert_eq!(smtp.wait_for(34, WAIT).await.len(), 34);
+    assert!(
+        proxy.accepted() <= 8,
+        "{} connections for at most 8 sends at once",
+        proxy.accepted()
+    );
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_server_closed_while_idle_does_not_fail_the_next_send() {
+    let smtp = server().await;
+    let proxy = Proxy::start(smtp.port()).await;
+    let sender = sender_for(&proxy.url());
+    sender
+        .send(&email("first@example.org"))
+        .await
+        .expect("sent");
+
+    // Closed without a word, as a crashed relay or a NAT that forgot the flow would; then
+    // with the 421 a relay sends when its idle timeout ends the session.
+    proxy.close_all(None).await;
+    sender
+        .send(&email("second@example.org"))
+        .await
+        .expect("sent on a new connection");
+    proxy
+        .close_all(Some("421 4.4.2 mail.test Error: timeout exceeded\r\n"))
+        .await;
+    sender
+        .send(&email("third@example.org"))
+        .await
+        .expect("sent on a new connection");
+
+    let got = smtp.wait_for(3, WAIT).await;
+    assert_eq!(got.len(), 3);
+    assert_eq!(proxy.accepted(), 3);
+}
+
+#[tokio::test]
+async fn implicit_tls_refuses_an_untrusted_certificate() {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from_pem_slice(UNTRUSTED_CERT.as_bytes()).expect("cert")],
+        PrivateKeyDer::from_pem_slice(UNTRUSTED_KEY.as_bytes()).expect("key"),
+    )
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let completed = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if acceptor.accept(tcp).await.is_ok() {
+                completed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+
+    let err = sender_for(&format!("smtps://127.0.0.1:{port}"))
+        .send(&email("member@example.org"))
+        .await
+        .expect_err("untrusted certificate");
+
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(
+        reason(&err),
+        "smtp tls failed: the server's certificate was not accepted"
+    );
+    assert_eq!(handshakes.load(Ordering::SeqCst), 0);
+}
+
+/// A TCP relay in front of the SMTP test server: counts the connections made through it and
+/// closes them all on demand, as a server ending idle sessions would.
+struct Proxy {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    /// Set to close every open connection, after writing the text in it to the client.
+    close: tokio::sync::watch::Sender<Option<&'static str>>,
+    /// Connections open now.
+    open: tokio::sync::watch::Receiver<usize>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (close, _) = tokio::sync::watch::channel::<Option<&'static str>>(None);
+        let (open_tx, open) = tokio::sync::watch::channel(0usize);
+        let (count, closer) = (accepted.clone(), close.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                open_tx.send_modify(|n| *n += 1);
+                let mut upstream = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                    .await
+                    .expect("upstream");
+                let mut closing = closer.subscribe();
+                let open_tx = open_tx.clone();
+                tokio::spawn(async move {
+                    let farewell = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => None,
+                        _ = closing.changed() => *closing.borrow(),
+                    };
+                    if let Some(text) = farewell {
+                        let _ = client.write_all(text.as_bytes()).await;
+                    }
+                    drop((client, upstream));
+                    open_tx.send_modify(|n| *n -= 1);
+                });
+            }
+        });
+        Self {
+            port,
+            accepted,
+            close,
+            open,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Closes every open connection and returns once they are closed.
+    async fn close_all(&self, farewell: Option<&'static str>) {
+        self.close.send_replace(farewell);
+        let mut open = self.open.clone();
+        tokio::time::timeout(WAIT, open.wait_for(|&n| n == 0))
+            .await
+            .expect("connections closed in time")
+            .expect("proxy running");
+    }
 }
 
 // A self-signed P-256 certificate for CN=localhost / 127.0.0.1, valid until 2126, made with

@@ -1,15 +1,28 @@
-//! Email over SMTP: builds one message for one recipient and hands it to the operator's relay.
+//! Email over SMTP: builds one message for one recipient and hands it to the operator's relay
+//! over a pool of connections this module opens itself.
 //!
 //! Owns the SMTP URL contract (`HERALD_SMTP_URL`), the MIME shape of what Herald sends, the
-//! Message-ID (our idempotency key for SMTP) and the classification of SMTP failures into
-//! [`SendError`] kinds. Must not touch: storage, templates, who receives what.
+//! Message-ID (our idempotency key for SMTP), the connections to the relay and the
+//! classification of SMTP failures into [`SendError`] kinds. Must not touch: storage,
+//! templates, who receives what.
 //!
 //! ```text
 //! OutgoingEmail ──build──▶ lettre Message ──pooled SMTP connection──▶ relay
 //!                 (From, To, Subject, Message-ID, extra headers;         │
 //!                  text/plain, or multipart/alternative with html)      ▼
 //!                                          Sent { provider_id: Message-ID } / SendError
+//!
+//! pool (deadpool, ≤ 64) ──create──▶ TCP, TCP_NODELAY ─▶ [TLS: smtps://] ─▶ EHLO
+//!        │                                    ─▶ [STARTTLS ─▶ EHLO] ─▶ [AUTH]
+//!        └──────────────recycle──▶ dropped if broken, closed by the relay, or
+//!                                  idle ≥ 5 s and not answering NOOP
 //! ```
+//!
+//! Why our own pool rather than lettre's: lettre never sets TCP_NODELAY and writes a message
+//! and its closing `.` in two writes, so Nagle's algorithm held every message until the
+//! relay's delayed ACK (~40 ms; the email rate more than doubled without it), and its pool
+//! cannot be given our sockets (its executor trait is sealed). lettre still speaks SMTP on
+//! each connection ([`AsyncSmtpConnection`]).
 //!
 //! Invariants:
 //! - Nothing this module returns or logs contains the recipient address or an SMTP
@@ -20,33 +33,63 @@
 //!   carries the same Message-ID and receiving systems can tell it is the same message.
 //! - Extra headers cannot replace the ones this module sets, and their values are RFC 2047
 //!   encoded by lettre when not plain ASCII, so a CR/LF in a value cannot inject a header.
+//! - A connection goes back to the pool only between transactions: one whose send failed
+//!   mid-way or ran out of time is closed, never handed to the next message.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use deadpool::managed::{
+    self, Metrics, Object, Pool, PoolError, QueueMode, RecycleError, RecycleResult,
+};
+use lettre::Message;
+use lettre::address::Envelope;
 use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
     DkimSigningKey,
 };
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName};
 use url::Url;
 
 use super::{SendError, Sent};
 use crate::settings::{DkimSettings, ProviderSettings};
 
-/// Per-command timeout (connect, each SMTP reply). 30 s: RFC 5321 allows servers minutes, but
-/// a relay that takes longer than this is better retried later than waited on, and the
-/// dispatcher's lease must outlast one whole send.
+/// Time one whole send may take: waiting for a pooled connection, opening one (connect, TLS,
+/// EHLO, AUTH) and the transaction. 30 s: RFC 5321 allows servers minutes per reply, but a
+/// relay that takes longer than this is better retried later than waited on, and the
+/// dispatcher's lease (120 s by default) must outlast one whole send.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Idle pooled connections kept open: as many as the dispatcher sends at once by default
-/// (`HERALD_DELIVERY_CONCURRENCY`), so a busy dispatcher does not close and reopen a
-/// connection per message (10 cost 10–20% of the email rate in the benchmark).
-const POOL_MAX_IDLE: u32 = 64;
+/// Connections open at once: as many as the dispatcher sends at once by default
+/// (`HERALD_DELIVERY_CONCURRENCY`), so a busy dispatcher neither waits for a connection nor
+/// closes and reopens one per message (keeping only 10 cost 10–20% of the email rate in the
+/// benchmark). With a higher concurrency the extra sends wait for a free connection, within
+/// [`SMTP_TIMEOUT`].
+const POOL_MAX_SIZE: usize = 64;
+
+/// A pooled connection unused for this long is asked NOOP before it carries a message. 5 s:
+/// a busy dispatcher reuses connections within milliseconds and never pays the round trip,
+/// while a NAT or load balancer that silently dropped an idle connection (which the socket
+/// cannot show) is found before a delivery depends on it.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(5);
+
+/// How long that NOOP may take before the connection is closed instead: a relay that is
+/// alive answers in milliseconds, and a new connection costs less than a stalled send.
+const NOOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Headers this module sets itself; an extra header may not replace them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -117,21 +160,27 @@ struct Endpoint {
     authenticated: bool,
 }
 
+/// Everything the URL says. Not `Debug`: it holds the credentials.
+struct SmtpUrl {
+    endpoint: Endpoint,
+    credentials: Option<Credentials>,
+    /// The EHLO name when the URL has a path (`smtp://relay/herald.example`), as lettre's own
+    /// URL reading had it; else the local host name.
+    hello_name: Option<String>,
+}
+
 /// Sends email through one SMTP relay over a pool of connections. Cheap to clone: clones
 /// share the pool.
 ///
-/// The pool is created on the first send, inside the Tokio runtime that makes it, and
-/// belongs to that runtime: share a sender within one runtime.
+/// Connections belong to the Tokio runtime that opened them (the first sends): share a sender
+/// within one runtime.
 #[derive(Clone)]
 pub struct EmailSender {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    endpoint: Endpoint,
-    /// Holds the credentials; never printed.
-    builder: AsyncSmtpTransportBuilder,
-    transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
+    pool: Pool<Relay>,
     from: Mailbox,
     /// The right part of every Message-ID: the from address's domain.
     message_id_domain: String,
@@ -142,7 +191,7 @@ struct Inner {
 impl std::fmt::Debug for EmailSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmailSender")
-            .field("endpoint", &self.inner.endpoint)
+            .field("endpoint", &self.inner.pool.manager().endpoint)
             .field("from", &self.inner.from.email.to_string())
             .finish_non_exhaustive()
     }
@@ -158,27 +207,30 @@ impl EmailSender {
     /// Any other query parameter is refused: a misspelt `tls` must not silently mean
     /// plain text.
     pub fn new(smtp_url: &SecretString, from: &str) -> Result<Self, EmailConfigError> {
-        let url = smtp_url.expose_secret();
-        let endpoint = check_url(url)?;
+        let url = check_url(smtp_url.expose_secret())?;
         let from_mailbox: Mailbox = from.parse().map_err(|_| EmailConfigError::InvalidFrom {
             from: from.to_string(),
             reason: "not an email address",
         })?;
-        let message_id_domain = from_mailbox.email.domain().to_string();
-        // lettre's own URL parser reads the same forms `check_url` accepted; its error texts
-        // are not shown in case a future version quotes the URL.
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        Self::over(Relay::new(url)?, from_mailbox)
+    }
+
+    fn over(relay: Relay, from: Mailbox) -> Result<Self, EmailConfigError> {
+        let message_id_domain = from.email.domain().to_string();
+        // Last in, first out: under a light load the same few connections stay warm and the
+        // rest age out at the relay, instead of every connection idling long enough to need
+        // a NOOP before each message.
+        let pool = Pool::builder(relay)
+            .max_size(POOL_MAX_SIZE)
+            .queue_mode(QueueMode::Lifo)
+            .build()
             .map_err(|_| {
-                EmailConfigError::InvalidUrl("the SMTP client could not use this URL".into())
-            })?
-            .timeout(Some(SMTP_TIMEOUT))
-            .pool_config(PoolConfig::new().max_size(POOL_MAX_IDLE));
+                EmailConfigError::InvalidUrl("the SMTP connection pool could not be made".into())
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
-                endpoint,
-                builder,
-                transport: OnceLock::new(),
-                from: from_mailbox,
+                pool,
+                from,
                 message_id_domain,
                 dkim: None,
             }),
@@ -270,23 +322,42 @@ impl EmailSender {
     pub async fn send(&self, email: &OutgoingEmail) -> Result<Sent, SendError> {
         let message_id = self.message_id(email.idempotency_key.as_deref());
         let message = self.build(email, &message_id)?;
-        let transport = self
-            .inner
-            .transport
-            .get_or_init(|| self.inner.builder.clone().build());
-        match transport.send(message).await {
-            Ok(_) => {
+        let raw = message.formatted();
+        let outcome = tokio::time::timeout(SMTP_TIMEOUT, self.transmit(message.envelope(), &raw))
+            .await
+            .unwrap_or(Err(Failure::TimedOut));
+        match outcome {
+            Ok(()) => {
                 tracing::debug!(%message_id, "smtp relay accepted the message");
                 Ok(Sent {
                     provider_id: Some(message_id),
                 })
             }
-            Err(err) => {
-                let error = classify(&Failure::of(&err));
+            Err(failure) => {
+                let error = classify(&failure);
                 tracing::debug!(%message_id, %error, "smtp send failed");
                 Err(error)
             }
         }
+    }
+
+    /// One SMTP transaction on a pooled connection. Cancelled (the send's time ran out), it
+    /// closes the connection rather than return it mid-transaction.
+    async fn transmit(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), Failure> {
+        let connection = self.inner.pool.get().await.map_err(Failure::of_pool)?;
+        let mut checkout = Checkout(Some(connection));
+        let Some(connection) = checkout.0.as_deref_mut() else {
+            // Never: it was put there on the line above.
+            return Err(Failure::Connection(None));
+        };
+        let sent = connection.smtp.send(envelope, raw).await;
+        connection.last_reply = Instant::now();
+        // lettre aborts the connection on a failed command (`has_broken`); a refusal before
+        // any command (8BITMIME, SMTPUTF8) leaves it between transactions and reusable.
+        if !connection.smtp.has_broken() {
+            checkout.release();
+        }
+        sent.map(drop).map_err(|err| Failure::of(&err))
     }
 
     fn build(&self, email: &OutgoingEmail, message_id: &str) -> Result<Message, SendError> {
@@ -336,6 +407,264 @@ impl EmailSender {
     }
 }
 
+/// Opens and vets connections to the relay: the pool's manager. Not `Debug`: it holds the
+/// credentials.
+struct Relay {
+    endpoint: Endpoint,
+    hello: ClientId,
+    credentials: Option<Credentials>,
+    tls: RelayTls,
+}
+
+/// The TLS a connection to the relay gets, prepared once per sender.
+enum RelayTls {
+    None,
+    /// STARTTLS by lettre, with the settings its own transport used (webpki roots); required
+    /// or opportunistic as [`Endpoint::security`] says.
+    StartTls(TlsParameters),
+    /// smtps://, set up here so the TCP socket under the TLS is ours (TCP_NODELAY).
+    Implicit(TlsConnector),
+}
+
+impl Relay {
+    fn new(url: SmtpUrl) -> Result<Self, EmailConfigError> {
+        let unusable = || EmailConfigError::InvalidUrl("TLS could not be set up".into());
+        let host = bare_host(&url.endpoint.host).to_string();
+        let tls = match url.endpoint.security {
+            Security::Plain => RelayTls::None,
+            Security::StartTls | Security::Opportunistic => {
+                RelayTls::StartTls(TlsParameters::new(host).map_err(|_| unusable())?)
+            }
+            Security::Implicit => RelayTls::Implicit(TlsConnector::from(
+                implicit_tls_config().map_err(|_| unusable())?,
+            )),
+        };
+        Ok(Self {
+            endpoint: url.endpoint,
+            hello: url.hello_name.map(ClientId::Domain).unwrap_or_default(),
+            credentials: url.credentials,
+            tls,
+        })
+    }
+
+    /// A new connection, ready for MAIL FROM: TCP, TLS as the URL asked, EHLO, AUTH.
+    async fn connect(&self) -> Result<Connection, Failure> {
+        let host = bare_host(&self.endpoint.host);
+        let tcp = open_tcp(host, self.endpoint.port).await?;
+        let probe = Probe::of(&tcp).map_err(|e| Failure::of_io(&e))?;
+        let stream: Box<dyn AsyncTokioStream> = match &self.tls {
+            RelayTls::Implicit(connector) => {
+                let name = ServerName::try_from(host.to_string())
+                    .map_err(|_| Failure::Connection(None))?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| Failure::of_io(&e))?;
+                Box::new(ImplicitTls(tls))
+            }
+            RelayTls::None | RelayTls::StartTls(_) => Box::new(tcp),
+        };
+        let smtp_failure = |err: lettre::transport::smtp::Error| Failure::of(&err);
+        let mut smtp = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
+            .await
+            .map_err(smtp_failure)?;
+        if let RelayTls::StartTls(parameters) = &self.tls {
+            if smtp.can_starttls() {
+                smtp.starttls(parameters.clone(), &self.hello)
+                    .await
+                    .map_err(smtp_failure)?;
+            } else if self.endpoint.security == Security::StartTls {
+                return Err(Failure::Refused(NO_STARTTLS));
+            }
+        }
+        if let Some(credentials) = &self.credentials {
+            smtp.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(smtp_failure)?;
+        }
+        Ok(Connection {
+            smtp,
+            probe,
+            last_reply: Instant::now(),
+        })
+    }
+}
+
+impl managed::Manager for Relay {
+    type Type = Connection;
+    type Error = Failure;
+
+    async fn create(&self) -> Result<Connection, Failure> {
+        self.connect().await
+    }
+
+    /// Runs before a pooled connection carries a message; an error closes it and the pool
+    /// takes another, or opens one, so a connection the relay dropped never costs a delivery.
+    async fn recycle(&self, connection: &mut Connection, _: &Metrics) -> RecycleResult<Failure> {
+        if connection.smtp.has_broken() {
+            return Err(RecycleError::message("broken"));
+        }
+        if !connection.probe.is_quiet() {
+            return Err(RecycleError::message("closed by the relay"));
+        }
+        if connection.last_reply.elapsed() >= IDLE_CHECK_AFTER {
+            let alive = tokio::time::timeout(NOOP_TIMEOUT, connection.smtp.test_connected())
+                .await
+                .unwrap_or(false);
+            if !alive {
+                return Err(RecycleError::message("no answer to NOOP"));
+            }
+            connection.last_reply = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+/// One SMTP session with the relay, between transactions while in the pool.
+struct Connection {
+    smtp: AsyncSmtpConnection,
+    probe: Probe,
+    /// When the relay last answered on it, for [`IDLE_CHECK_AFTER`].
+    last_reply: Instant,
+}
+
+/// A connection taken from the pool for one transaction. Dropped without [`Self::release`]
+/// (the send failed mid-way, or its future was dropped when time ran out) it leaves the pool
+/// and closes, since nobody knows where in the transaction it stopped.
+struct Checkout(Option<Object<Relay>>);
+
+impl Checkout {
+    /// Back to the pool, for the next message.
+    fn release(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(connection) = self.0.take() {
+            drop(Object::take(connection));
+        }
+    }
+}
+
+/// A second handle on a connection's socket, to see without a round trip whether the relay
+/// closed the connection (or said something out of turn) while it sat in the pool.
+struct Probe(std::net::TcpStream);
+
+impl Probe {
+    fn of(tcp: &TcpStream) -> io::Result<Self> {
+        let socket = std::net::TcpStream::from(tcp.as_fd().try_clone_to_owned()?);
+        // Already so (the flag belongs to the socket both handles share, and Tokio set it),
+        // but said here because a blocking peek would stall the runtime.
+        socket.set_nonblocking(true)?;
+        Ok(Self(socket))
+    }
+
+    /// True while nothing waits to be read. A relay speaks only when asked, except to say it
+    /// is closing (a 421, or the end of the stream), so anything waiting, or an error,
+    /// means the connection is not fit to carry a message.
+    fn is_quiet(&self) -> bool {
+        matches!(self.0.peek(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// Connects to the first of the host's addresses that answers, with TCP_NODELAY: lettre
+/// writes a message and its closing `.` separately, and with Nagle's algorithm the second
+/// write waits for the relay's delayed ACK (~40 ms per message).
+async fn open_tcp(host: &str, port: u16) -> Result<TcpStream, Failure> {
+    let addresses = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| Failure::of_io(&e))?;
+    let mut last = None;
+    for address in addresses {
+        match tokio::time::timeout(SMTP_TIMEOUT, TcpStream::connect(address)).await {
+            Ok(Ok(stream)) => {
+                stream.set_nodelay(true).map_err(|e| Failure::of_io(&e))?;
+                return Ok(stream);
+            }
+            Ok(Err(e)) => last = Some(Failure::of_io(&e)),
+            Err(_) => last = Some(Failure::Connection(Some(io::ErrorKind::TimedOut))),
+        }
+    }
+    Err(last.unwrap_or(Failure::Connection(None)))
+}
+
+/// The host as DNS and TLS want it: an IPv6 literal without its URL brackets.
+fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// The TLS client for smtps://: the roots and crypto provider lettre uses for STARTTLS
+/// (webpki roots; the process default provider, else ring), so both modes trust the same
+/// certificates.
+fn implicit_tls_config() -> Result<Arc<ClientConfig>, rustls::Error> {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// An smtps:// stream in the shape lettre's `connect_with_transport` takes. lettre sees it as
+/// plain TCP, so its `is_encrypted` is false on these connections; that only matters to
+/// `can_starttls`, which is never asked for smtps://.
+#[derive(Debug)]
+struct ImplicitTls(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl AsyncRead for ImplicitTls {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ImplicitTls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for ImplicitTls {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
 /// Headers a DKIM signature covers (when the message has them).
 const DKIM_HEADERS: &[&str] = &[
     "From",
@@ -365,8 +694,8 @@ fn dkim_settings(
     }
 }
 
-/// Checks the URL against the contract and summarises it. Reasons never quote the URL.
-fn check_url(raw: &str) -> Result<Endpoint, EmailConfigError> {
+/// Checks the URL against the contract and reads it. Reasons never quote the URL.
+fn check_url(raw: &str) -> Result<SmtpUrl, EmailConfigError> {
     let invalid = |reason: String| EmailConfigError::InvalidUrl(reason);
     let url = Url::parse(raw).map_err(|e| invalid(e.to_string()))?;
     let mut tls = None;
@@ -408,26 +737,32 @@ fn check_url(raw: &str) -> Result<Endpoint, EmailConfigError> {
         Some(host) if !host.is_empty() => host.to_string(),
         _ => return Err(invalid("no host".into())),
     };
-    let authenticated = match (url.username(), url.password()) {
-        ("", None) => false,
+    let credentials = match (url.username(), url.password()) {
+        ("", None) => None,
         ("", Some(_)) => return Err(invalid("a password without a user name".into())),
         (_, None) => return Err(invalid("a user name without a password".into())),
         (user, Some(password)) => {
-            for part in [user, password] {
-                if percent_decode_utf8(part).is_none() {
+            match (percent_decode_utf8(user), percent_decode_utf8(password)) {
+                (Some(user), Some(password)) => Some(Credentials::new(user, password)),
+                _ => {
                     return Err(invalid(
                         "credentials are not valid percent-encoded UTF-8".into(),
                     ));
                 }
             }
-            true
         }
     };
-    Ok(Endpoint {
-        host,
-        port: url.port().unwrap_or(default_port),
-        security,
-        authenticated,
+    let path = url.path();
+    let hello_name = (path.len() > 1).then(|| path.trim_matches('/').to_string());
+    Ok(SmtpUrl {
+        endpoint: Endpoint {
+            host,
+            port: url.port().unwrap_or(default_port),
+            security,
+            authenticated: credentials.is_some(),
+        },
+        credentials,
+        hello_name,
     })
 }
 
@@ -527,22 +862,42 @@ impl Failure {
         // lettre's remaining kinds are connection and network errors.
         let mut source = err.source();
         while let Some(e) = source {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                // tokio-rustls reports a failed handshake as an InvalidData IO error on the
-                // stream, not as lettre's TLS kind.
-                if io.kind() == std::io::ErrorKind::InvalidData {
-                    let text = io.get_ref().map(|e| e.to_string()).unwrap_or_default();
-                    return Failure::Tls {
-                        certificate: text.contains("certificate"),
-                    };
-                }
-                return Failure::Connection(Some(io.kind()));
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                return Failure::of_io(io);
             }
             source = e.source();
         }
         Failure::Connection(None)
     }
+
+    /// An IO error on the way to the relay: ours (connect, smtps:// handshake) or lettre's.
+    fn of_io(io: &io::Error) -> Self {
+        // tokio-rustls reports a failed handshake as an InvalidData IO error on the stream,
+        // not as a TLS error of its own.
+        if io.kind() == io::ErrorKind::InvalidData {
+            let text = io.get_ref().map(|e| e.to_string()).unwrap_or_default();
+            return Failure::Tls {
+                certificate: text.contains("certificate"),
+            };
+        }
+        Failure::Connection(Some(io.kind()))
+    }
+
+    fn of_pool(err: PoolError<Failure>) -> Self {
+        match err {
+            PoolError::Backend(failure) => failure,
+            PoolError::Timeout(_) => Failure::TimedOut,
+            PoolError::Closed => Failure::Shutdown,
+            // The pool has neither timeouts of its own nor hooks.
+            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+                Failure::Connection(None)
+            }
+        }
+    }
 }
+
+/// Why a `tls=required` send refuses a relay that does not offer STARTTLS.
+const NO_STARTTLS: &str = "the server does not offer STARTTLS";
 
 /// lettre's client-side refusals, mapped to fixed texts so nothing dynamic is passed on.
 fn client_refusal(text: &str) -> &'static str {
@@ -553,7 +908,7 @@ fn client_refusal(text: &str) -> &'static str {
     } else if text.contains("authentication mechanism") {
         "no authentication mechanism in common with the server"
     } else if text.contains("STARTTLS") {
-        "the server does not offer STARTTLS"
+        NO_STARTTLS
     } else if text.contains("not encrypted") {
         "the connection is not encrypted"
     } else {
@@ -644,7 +999,13 @@ mod tests {
     }
 
     fn endpoint(url: &str) -> Endpoint {
-        sender(url).expect("valid url").inner.endpoint.clone()
+        sender(url)
+            .expect("valid url")
+            .inner
+            .pool
+            .manager()
+            .endpoint
+            .clone()
     }
 
     #[test]
@@ -951,4 +1312,238 @@ mod tests {
             "the SMTP client refused to send"
         );
     }
+
+    /// What a [`relay`] saw.
+    #[derive(Default)]
+    struct Seen {
+        connections: std::sync::atomic::AtomicUsize,
+        messages: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Seen {
+        fn connections(&self) -> usize {
+            self.connections.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn messages(&self) -> usize {
+            self.messages.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// A minimal SMTP server on 127.0.0.1 that accepts every message, over TLS when given an
+    /// acceptor; with `refuse_noop` it answers NOOP 421 without closing, as a relay that is
+    /// shutting down might.
+    async fn relay(tls: Option<tokio_rustls::TlsAcceptor>, refuse_noop: bool) -> (u16, Arc<Seen>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let seen = Arc::new(Seen::default());
+        let counts = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                counts
+                    .connections
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (tls, counts) = (tls.clone(), counts.clone());
+                tokio::spawn(async move {
+                    let _ = match tls {
+                        Some(acceptor) => match acceptor.accept(tcp).await {
+                            Ok(stream) => speak_smtp(stream, &counts, refuse_noop).await,
+                            Err(e) => Err(e),
+                        },
+                        None => speak_smtp(tcp, &counts, refuse_noop).await,
+                    };
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    async fn speak_smtp<S: AsyncRead + AsyncWrite + Unpin>(
+        stream: S,
+        seen: &Seen,
+        refuse_noop: bool,
+    ) -> io::Result<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (read, mut write) = tokio::io::split(stream);
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        write.write_all(b"220 test ESMTP\r\n").await?;
+        let mut in_data = false;
+        while let Some(line) = lines.next_line().await? {
+            let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+            let reply: &[u8] = match (in_data, verb.as_str()) {
+                (true, _) if line == "." => {
+                    in_data = false;
+                    seen.messages
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    b"250 2.0.0 queued\r\n"
+                }
+                (true, _) => continue,
+                (false, "EHLO") => b"250-test\r\n250 8BITMIME\r\n",
+                (false, "DATA") => {
+                    in_data = true;
+                    b"354 go ahead\r\n"
+                }
+                (false, "NOOP") if refuse_noop => b"421 4.3.2 shutting down\r\n",
+                (false, "QUIT") => b"221 bye\r\n",
+                _ => b"250 OK\r\n",
+            };
+            write.write_all(reply).await?;
+        }
+        Ok(())
+    }
+
+    fn sender_over(relay: Relay) -> EmailSender {
+        EmailSender::over(relay, "noreply@herald.example".parse().expect("from")).expect("pool")
+    }
+
+    fn plain_relay(port: u16) -> Relay {
+        let url = check_url(&format!("smtp://127.0.0.1:{port}")).expect("valid");
+        Relay::new(url).expect("relay")
+    }
+
+    fn note() -> OutgoingEmail {
+        OutgoingEmail {
+            to: "member@example.org".into(),
+            subject: "s".into(),
+            text: "t".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn sockets_from_the_connection_factory_have_nodelay_set() {
+        let (port, seen) = relay(None, false).await;
+
+        let tcp = open_tcp("127.0.0.1", port).await.expect("connected");
+        assert!(tcp.nodelay().expect("nodelay"));
+
+        let connection = plain_relay(port).connect().await.expect("smtp session");
+        assert!(connection.probe.0.nodelay().expect("nodelay"));
+        assert!(
+            connection.probe.is_quiet(),
+            "the relay has said all it had to"
+        );
+        assert_eq!(seen.connections(), 2);
+    }
+
+    #[tokio::test]
+    async fn smtps_carries_mail_over_a_socket_with_nodelay() {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(TEST_LEAF.as_bytes()).expect("leaf")],
+                PrivateKeyDer::from_pem_slice(TEST_LEAF_KEY.as_bytes()).expect("key"),
+            )
+            .expect("server config");
+        let (port, seen) = relay(
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))),
+            false,
+        )
+        .await;
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(TEST_CA.as_bytes()).expect("ca"))
+            .expect("root");
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let url = check_url(&format!("smtps://127.0.0.1:{port}")).expect("valid");
+        let mut relay = Relay::new(url).expect("relay");
+        // The real roots would refuse the test CA; everything else is as configured.
+        relay.tls = RelayTls::Implicit(TlsConnector::from(Arc::new(client)));
+        let sender = sender_over(relay);
+
+        sender.send(&note()).await.expect("sent over smtps");
+        sender.send(&note()).await.expect("sent again");
+
+        assert_eq!((seen.connections(), seen.messages()), (1, 2));
+        let pooled = sender.inner.pool.get().await.expect("pooled");
+        assert!(pooled.probe.0.nodelay().expect("nodelay"));
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_past_the_check_is_reused_only_if_it_answers_noop() {
+        for (refuse_noop, connections) in [(false, 1), (true, 2)] {
+            let (port, seen) = relay(None, refuse_noop).await;
+            let sender = sender_over(plain_relay(port));
+            sender.send(&note()).await.expect("first");
+            {
+                let mut pooled = sender.inner.pool.get().await.expect("pooled");
+                pooled.last_reply = Instant::now()
+                    .checked_sub(IDLE_CHECK_AFTER * 2)
+                    .expect("the clock is past that");
+            }
+
+            sender.send(&note()).await.expect("second");
+
+            assert_eq!(seen.messages(), 2);
+            assert_eq!(
+                seen.connections(),
+                connections,
+                "refuse_noop: {refuse_noop}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_that_runs_out_of_time_closes_its_connection() {
+        let (port, seen) = relay(None, false).await;
+        let sender = sender_over(plain_relay(port));
+        sender.send(&note()).await.expect("first");
+
+        // Dropped mid-way, as the send's timeout would: the connection must not go back.
+        let raw = sender.build(&note(), "<a@herald.example>").expect("built");
+        let bytes = raw.formatted();
+        let mut transmit = Box::pin(sender.transmit(raw.envelope(), &bytes));
+        assert!(futures_util::poll!(transmit.as_mut()).is_pending());
+        drop(transmit);
+        assert_eq!(sender.inner.pool.status().size, 0, "taken out of the pool");
+
+        sender.send(&note()).await.expect("on a new connection");
+        assert_eq!(seen.connections(), 2);
+    }
+
+    // A test CA and a leaf it signed for localhost / 127.0.0.1 (P-256, valid until 2126),
+    // made with `openssl` for these tests only; the keys protect nothing.
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBmTCCAT+gAwIBAgIUMSHZO22r9E476O4Am358CfqAjO8wCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOSGVyYWxkIHRlc3QgQ0EwIBcNMjYxMTIxMjEwOTE0WhgPMjEy
+NjEwMjgyMTA5MTRaMBkxFzAVBgNVBAMMDkhlcmFsZCB0ZXN0IENBMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAEXrO6bIBkc+cDIvmn/mDzUIGE28k0taN5C75iWd/Y
+fB+xJKIFsy0rbb+accP3hVjdJuLYIiU+oPhvvAKgymc1DqNjMGEwHQYDVR0OBBYE
+FF7B1ICSk4fkRrHFRGixpUMe+zPzMB8GA1UdIwQYMBaAFF7B1ICSk4fkRrHFRGix
+pUMe+zPzMA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgIEMAoGCCqGSM49
+BAMCA0gAMEUCIQCL+Lu6Q45bBH/0PhzVu2gpY/9Kz5yfiWUHOO9M7GNvWAIgQuqj
+UmPNN5AdS1WgAN52Vl+xEPYyRVVjI9nFnlv7Dvw=
+-----END CERTIFICATE-----
+";
+
+    const TEST_LEAF: &str = "-----BEGIN CERTIFICATE-----
+MIIBxDCCAWqgAwIBAgIUDO36cw9Rsjmj6ThoRSU+2MEIQJIwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOSGVyYWxkIHRlc3QgQ0EwIBcNMjYxMTIxMjEwOTE0WhgPMjEy
+NjEwMjgyMTA5MTRaMBQxEjAQBgNVBAMMCWxvY2FsaG9zdDBZMBMGByqGSM49AgEG
+CCqGSM49AwEHA0IABOdDEy0IBRuAe4RNV4I0sE5G0RdqnuIm9WJ15ZpRF7sKtUGb
+gdnRvqCnYEQ8hp1kygdpZoZi/uXWx1W9f1g6gvyjgZIwgY8wDAYDVR0TAQH/BAIw
+ADAaBgNVHREEEzARgglsb2NhbGhvc3SHBH8AAAEwEwYDVR0lBAwwCgYIKwYBBQUH
+AwEwDgYDVR0PAQH/BAQDAgeAMB0GA1UdDgQWBBT4maPpkpvs6q0SbuLyfAmF2NVm
+9DAfBgNVHSMEGDAWgBRewdSAkpOH5EaxxURosaVDHvsz8zAKBggqhkjOPQQDAgNI
+ADBFAiEA8ZD18KD/n085CtFgQkLHeE+ER3yWClTYOP6VuZ/Zii8CIDhDVo1ZmshE
+bnpKPGXoMr92YER8TSfGUu3R4nD/b83K
+-----END CERTIFICATE-----
+";
+
+    const TEST_LEAF_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQghETnOrSkqbcFcvcU
+f+YEaMdrdI35lkJ3FppzaJ31e5OhRANCAATnQxMtCAUbgHuETVeCNLBORtEXap7i
+JvVideWaURe7CrVBm4HZ0b6gp2BEPIadZMoHaWaGYv7l1sdVvX9YOoL8
+-----END PRIVATE KEY-----
+";
 }
