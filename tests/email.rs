@@ -273,7 +273,7 @@ async fn a_4xx_reply_is_transient_and_its_reason_does_not_name_the_address() {
 }
 
 #[tokio::test]
-async fn a_5xx_reply_is_permanent_and_its_reason_does_not_name_the_address() {
+async fn a_bad_mailbox_reply_is_a_hard_bounce_and_its_reason_does_not_name_the_address() {
     let smtp = server().await;
     let sender = sender_for(&smtp.url());
 
@@ -283,8 +283,8 @@ async fn a_5xx_reply_is_permanent_and_its_reason_does_not_name_the_address() {
         .expect_err("refused");
 
     assert!(
-        matches!(err, SendError::Permanent { .. }),
-        "{err:?} should be permanent"
+        matches!(err, SendError::Gone { .. }),
+        "{err:?}: 5.1.1 means the mailbox does not exist, a hard bounce"
     );
     assert!(reason(&err).contains("550 5.1.1"), "{err}");
     assert!(!err.to_string().contains("fail5xx"), "{err}");

@@ -954,6 +954,15 @@ fn reply_meaning(code: u16) -> Option<&'static str> {
 
 /// Which [`SendError`] a failure is: 4xx replies and anything about the connection may pass
 /// with time; 5xx replies and client-side refusals will not.
+/// An enhanced status code (RFC 3463) that says the mailbox will never accept mail: a bad
+/// destination address, mailbox or system (5.1.x; 5.1.10 is a null MX) or a disabled
+/// mailbox (5.2.1). Herald treats these as a hard bounce at send time and suppresses the
+/// address, as it does for a provider's hard-bounce report. A full mailbox (5.2.2) or a
+/// policy refusal (5.7.x) is not one: the message fails, the address stays.
+fn is_hard_bounce(enhanced: &str) -> bool {
+    enhanced.starts_with("5.1.") || enhanced == "5.2.1"
+}
+
 fn classify(failure: &Failure) -> SendError {
     match failure {
         Failure::Reply { code, enhanced } => {
@@ -969,6 +978,8 @@ fn classify(failure: &Failure) -> SendError {
             }
             if (400..500).contains(code) {
                 SendError::transient(reason)
+            } else if enhanced.as_deref().is_some_and(is_hard_bounce) {
+                SendError::Gone { reason }
             } else {
                 SendError::permanent(reason)
             }
@@ -1270,8 +1281,19 @@ mod tests {
         );
         assert_eq!(
             classify(&reply(550, Some("5.1.1"))),
-            SendError::permanent("smtp 550 5.1.1 (mailbox unavailable)")
+            SendError::Gone {
+                reason: "smtp 550 5.1.1 (mailbox unavailable)".into()
+            },
+            "a hard bounce at send time"
         );
+        assert_eq!(
+            classify(&reply(552, Some("5.2.2"))),
+            SendError::permanent("smtp 552 5.2.2 (exceeded storage allocation)")
+        );
+        assert!(matches!(
+            classify(&reply(550, Some("5.7.1"))),
+            SendError::Permanent { .. }
+        ));
         assert_eq!(
             classify(&reply(535, None)),
             SendError::permanent("smtp 535 (authentication failed)")

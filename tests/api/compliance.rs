@@ -11,13 +11,11 @@ use herald::vault::ComplianceReply;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::contacts::code_in;
-use crate::deliver::settled;
+use crate::deliver::{publish_item, routed, settled, verified_sms};
 use crate::helpers::*;
 use crate::on_both_backends;
 
 const ADD: &str = "community.herald.contact.add";
-const VERIFY: &str = "community.herald.contact.verify";
 const LIST: &str = "community.herald.contact.list";
 const VONAGE_SIGNATURE_SECRET: &str = "vonage-signature-secret";
 /// Where Twilio is told to post: `HERALD_PUBLIC_URL` (the harness's) and the path.
@@ -188,54 +186,6 @@ fn reply(app: &TestApp, reply: ComplianceReply, lang: Language) -> String {
     app.vault().compliance_reply(reply, lang.code())
 }
 
-async fn publish_item(app: &TestApp, community: &Identity, item: Value) -> String {
-    let (status, body) = app
-        .call(
-            Some(community),
-            "community.herald.publish",
-            Some(json!({"community": community.did, "pipe": "opportunity", "item": item})),
-            &[],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["id"].as_str().unwrap().to_string()
-}
-
-async fn routed(app: &TestApp, community: &Identity, member: &Identity, channels: &[&str]) {
-    app.community(community, json!({})).await;
-    app.subscribe(
-        member,
-        community,
-        json!({"routes": [{"pipe": "opportunity", "channels": channels}]}),
-    )
-    .await;
-}
-
-async fn verified_sms(app: &TestApp, member: &Identity, number: &str) -> String {
-    let (status, body) = app
-        .call(
-            Some(member),
-            ADD,
-            Some(json!({"channel": "sms", "address": number})),
-            &[],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let id = body["id"].as_str().unwrap().to_string();
-    let twilio = app.providers.twilio.as_ref().unwrap();
-    let code = code_in(&twilio.messages().last().unwrap().body);
-    let (status, body) = app
-        .call(
-            Some(member),
-            VERIFY,
-            Some(json!({"id": id, "code": code})),
-            &[],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    id
-}
-
 /// `member`'s contacts as `(channel, status)`.
 async fn contact_states(app: &TestApp, member: &Identity) -> Vec<(String, String)> {
     let (status, body) = app.call(Some(member), LIST, None, &[]).await;
@@ -311,6 +261,23 @@ on_both_backends! {
         let publication = publish_item(&app, &community, json!({"id": "c2", "title": "Later"})).await;
         assert!(settled(&app, &publication).await.is_empty());
         assert_eq!(app.inbox(&ada).await, vec!["c2", "c1"]);
+    }
+
+    async fn a_mailbox_the_relay_says_does_not_exist_is_suppressed_at_send_time(backend) {
+        let with = With { smtp: true, deliver: true, ..With::default() };
+        let (app, _secret) = app_with(backend, with).await;
+        let community = app.identity("community");
+        let bob = app.identity("bob");
+        routed(&app, &community, &bob, &["inbox", "email"]).await;
+        // The SMTP test server answers 550 5.1.1 for this local part.
+        app.verified_email(&bob, "fail5xx.bob@example.org").await;
+        let publication = publish_item(&app, &community, json!({"id": "b1", "title": "First"})).await;
+        assert_eq!(settled(&app, &publication).await[0].2, "cancelled", "a hard bounce, not a retry");
+        let reason = suppression(&app, "fail5xx.bob@example.org").await.expect("suppressed");
+        assert!(reason.contains("5.1.1"), "{reason}");
+        let publication = publish_item(&app, &community, json!({"id": "b2", "title": "Second"})).await;
+        assert!(settled(&app, &publication).await.is_empty(), "no email is queued any more");
+        assert_eq!(app.inbox(&bob).await, vec!["b2", "b1"]);
     }
 
     async fn a_hard_bounce_suppresses_and_soft_bounces_are_scored_once_a_day(backend) {
