@@ -87,6 +87,9 @@ struct Job {
     publication: Option<Arc<PublicationContext>>,
     language: String,
     timing: Option<Arc<MemberTiming>>,
+    /// The recipient's addresses, opened with the rest of the claim's (`None`: not fetched,
+    /// because the row is held, or it joined the claim later).
+    targets: Option<Vec<Target>>,
 }
 
 /// What one message carries: one item, or several folded together.
@@ -206,6 +209,7 @@ impl Dispatcher {
                     continue;
                 }
             };
+            let jobs = self.open_targets(jobs).await;
             for unit in units(jobs) {
                 let permit = take_permits(&mut free, unit.len());
                 let this = self.clone();
@@ -278,9 +282,59 @@ impl Dispatcher {
                 publication,
                 language,
                 timing,
+                targets: None,
             });
         }
         Ok(jobs)
+    }
+
+    /// Open the addresses of every row in a claim that is about to be sent, a few queries per
+    /// channel instead of two per row: each query is a round trip to a database worker
+    /// thread, which is what a busy dispatcher spends its time on. Rows the policy will hold
+    /// are skipped. A vault error leaves them unfetched; each send then asks on its own.
+    async fn open_targets(&self, mut jobs: Vec<Job>) -> Vec<Job> {
+        let now = self.clock.now();
+        let mut wanted: HashMap<Channel, Vec<String>> = HashMap::new();
+        for job in &jobs {
+            let Some(channel) = Channel::parse(&job.row.channel) else {
+                continue;
+            };
+            if matches!(channel, Channel::Inbox | Channel::Feed) {
+                continue;
+            }
+            let policy = ChannelPolicy::of(job.timing.as_deref(), channel, &self.schedule);
+            if first_sight_hold(job, channel, &policy, now).is_none() {
+                wanted
+                    .entry(channel)
+                    .or_default()
+                    .push(job.row.recipient.clone());
+            }
+        }
+        for (channel, mut recipients) in wanted {
+            recipients.sort_unstable();
+            recipients.dedup();
+            let mut given: std::collections::HashSet<String> = Default::default();
+            let mut found = match self.vault.targets_of(&recipients, channel).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!(error = %e, "opening a claim's addresses failed");
+                    continue;
+                }
+            };
+            for job in jobs.iter_mut() {
+                if job.row.channel != channel.as_str()
+                    || recipients.binary_search(&job.row.recipient).is_err()
+                {
+                    continue;
+                }
+                // The first of a member's rows on the channel carries the targets (rows of one
+                // digest go out as one message); a later one asks the vault when it is sent.
+                if given.insert(job.row.recipient.clone()) {
+                    job.targets = Some(found.remove(&job.row.recipient).unwrap_or_default());
+                }
+            }
+        }
+        jobs
     }
 
     /// Deliver one unit (a row, or a member's held rows on one channel) and decide every
@@ -307,19 +361,10 @@ impl Dispatcher {
         };
         let policy = ChannelPolicy::of(jobs[0].timing.as_deref(), channel, &self.schedule);
 
-        // A row seen for the first time goes now, or is held until the member's policy lets
-        // it go (quiet hours, the digest hour).
         if let [job] = jobs.as_slice()
-            && !job.row.fold
-            && let Some(publication) = &job.publication
-            && channel != Channel::Feed
+            && let Some(held) = first_sight_hold(job, channel, &policy, now)
         {
-            let release = policy.release_at(now, urgency(publication));
-            if release > now {
-                let fold = policy.cadence == crate::schedule::Cadence::Daily;
-                let at = release.timestamp_micros();
-                return vec![settle(job, Outcome::Held { at, fold })];
-            }
+            return vec![settle(job, held)];
         }
         // Whatever else the member has waiting on this channel goes in the same message.
         if policy.folds() {
@@ -457,6 +502,7 @@ impl Dispatcher {
                 .await;
             return settled;
         }
+        let targets = live.iter_mut().find_map(|j| j.targets.take());
         let publications: Vec<&PublicationContext> = live
             .iter()
             .filter_map(|j| j.publication.as_deref())
@@ -465,7 +511,7 @@ impl Dispatcher {
             [one] => Content::One(one),
             _ => Content::Many(publications.clone()),
         };
-        let outcome = self.attempt(&live[0], channel, &content).await;
+        let outcome = self.attempt(&live[0], channel, &content, targets).await;
         if !matches!(outcome, Outcome::Sent { .. }) {
             let day = reserved.then_some(day.as_str());
             self.release(&recipient, channel, day, &community_reserved)
@@ -540,7 +586,13 @@ impl Dispatcher {
     }
 
     /// Send one message (one item or several) to the job's recipient and decide its outcome.
-    async fn attempt(&self, job: &Job, channel: Channel, content: &Content<'_>) -> Outcome {
+    async fn attempt(
+        &self,
+        job: &Job,
+        channel: Channel,
+        content: &Content<'_>,
+        prefetched: Option<Vec<Target>>,
+    ) -> Outcome {
         let row = &job.row;
         if channel == Channel::Feed {
             // The feed is rendered from sent rows: marking it sent is the delivery.
@@ -554,12 +606,15 @@ impl Dispatcher {
                 error: SendError::Unavailable(channel.as_str()).to_string(),
             };
         }
-        let targets = match self.vault.targets(&row.recipient, channel).await {
-            Ok(targets) => targets,
-            Err(e) => {
-                tracing::error!(error = %e, "opening the recipient's address failed");
-                return self.retry(row, &SendError::transient("vault unavailable"));
-            }
+        let targets = match prefetched {
+            Some(targets) => targets,
+            None => match self.vault.targets(&row.recipient, channel).await {
+                Ok(targets) => targets,
+                Err(e) => {
+                    tracing::error!(error = %e, "opening the recipient's address failed");
+                    return self.retry(row, &SendError::transient("vault unavailable"));
+                }
+            },
         };
         if targets.is_empty() {
             return Outcome::Cancelled {
@@ -828,6 +883,25 @@ fn units(jobs: Vec<Job>) -> Vec<Vec<Job>> {
         out.push(vec![job]);
     }
     out
+}
+
+/// A row seen for the first time goes now, or is held until the member's policy lets it go
+/// (quiet hours, the digest hour): the hold, if any.
+fn first_sight_hold(
+    job: &Job,
+    channel: Channel,
+    policy: &ChannelPolicy,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Outcome> {
+    let publication = job.publication.as_ref()?;
+    if job.row.fold || channel == Channel::Feed {
+        return None;
+    }
+    let release = policy.release_at(now, urgency(publication));
+    (release > now).then(|| Outcome::Held {
+        at: release.timestamp_micros(),
+        fold: policy.cadence == crate::schedule::Cadence::Daily,
+    })
 }
 
 fn urgency(publication: &PublicationContext) -> Urgency {

@@ -258,7 +258,12 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StorageError> {
 
 /// `$1,$2,…,$n`: the placeholders of an `IN (…)` list of `n` values.
 fn in_list(n: usize) -> String {
-    (1..=n)
+    in_list_from(1, n)
+}
+
+/// `$first,…` for `n` values, after `first - 1` other parameters.
+fn in_list_from(first: usize, n: usize) -> String {
+    (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(",")

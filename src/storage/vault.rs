@@ -8,7 +8,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{StorageError, Store, in_list, now_micros};
+use super::{StorageError, Store, in_list, in_list_from, now_micros};
 
 /// The vault store: a [`Store`] connected to the vault database with the vault's migrations.
 #[derive(Clone)]
@@ -171,6 +171,72 @@ impl VaultStore {
         .fetch_all(&self.db.read)
         .await?;
         rows.iter().map(decode_contact).collect()
+    }
+
+    /// [`VaultStore::deliverable_contacts`] for many owners at once (a dispatcher's claim).
+    pub async fn deliverable_contacts_of(
+        &self,
+        owners: &[String],
+        channel: &str,
+    ) -> Result<Vec<ContactRow>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in owners.chunks(500) {
+            let sql = format!(
+                "{CONTACT_COLUMNS} WHERE channel = $1 AND owner IN ({}) AND status = 'verified' \
+                 AND disabled_at IS NULL AND {NOT_OPTED_OUT} ORDER BY owner, created_at, id",
+                in_list_from(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(channel);
+            for owner in chunk {
+                query = query.bind(owner);
+            }
+            for row in query.fetch_all(&self.db.read).await? {
+                out.push(decode_contact(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Email address rows by blind index, keyed by it.
+    pub async fn email_addresses_by_index(
+        &self,
+        indexes: &[Vec<u8>],
+    ) -> Result<Vec<(Vec<u8>, EmailAddressRow)>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in indexes.chunks(500) {
+            let sql = format!(
+                "SELECT address_index, id, address, key_version, unsubscribed_at, suppressed_at, \
+                 suppressed_reason FROM email_addresses WHERE address_index IN ({})",
+                in_list(chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for index in chunk {
+                query = query.bind(index.clone());
+            }
+            for row in query.fetch_all(&self.db.read).await? {
+                out.push((row.try_get("address_index")?, decode_email(&row)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Email address rows by id.
+    pub async fn email_addresses(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<EmailAddressRow>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!("{EMAIL_COLUMNS} WHERE id IN ({})", in_list(chunk.len()));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.db.read).await? {
+                out.push(decode_email(&row)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Stop delivering to a contact a provider reported gone; verifying it again re-enables it.

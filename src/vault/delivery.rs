@@ -1,15 +1,18 @@
 //! Where a delivery goes: the opened addresses of a recipient on one channel, for the
 //! dispatcher, and what happens to a contact a provider reports gone.
 //!
-//! This is the only place delivery sees plaintext addresses; they live in memory for one send.
+//! This is the only place delivery sees plaintext addresses; they live in memory for one
+//! claim's sends.
 //! DESIGN §3 step 4 is checked again here, at send time, because a member may remove a
 //! contact, an address may unsubscribe or be suppressed, between publish and delivery.
+
+use std::collections::HashMap;
 
 use secrecy::SecretString;
 
 use super::{Vault, VaultError, contact_aad};
 use crate::model::{Channel, PushSubscription};
-use crate::storage::{ContactRow, StorageError};
+use crate::storage::{ContactRow, EmailAddressRow, StorageError};
 
 /// One opened address to send a delivery to.
 pub enum Target {
@@ -69,32 +72,82 @@ impl Vault {
         recipient: &str,
         channel: Channel,
     ) -> Result<Vec<Target>, VaultError> {
-        if let Some(address_id) = recipient.strip_prefix("email:") {
-            if channel != Channel::Email {
-                return Ok(Vec::new());
-            }
-            let Some(row) = self.store.email_address(address_id).await? else {
-                return Ok(Vec::new());
-            };
-            return Ok(self.email_target(&row).await?.into_iter().collect());
-        }
+        let mut all = self.targets_of(&[recipient.to_string()], channel).await?;
+        Ok(all.remove(recipient).unwrap_or_default())
+    }
+
+    /// [`Vault::targets`] for many recipients on one channel, in a few queries: what a
+    /// dispatcher's claim needs at once. Recipients with no target are absent.
+    pub async fn targets_of(
+        &self,
+        recipients: &[String],
+        channel: Channel,
+    ) -> Result<HashMap<String, Vec<Target>>, VaultError> {
+        let mut out: HashMap<String, Vec<Target>> = HashMap::new();
         if matches!(channel, Channel::Inbox | Channel::Feed) {
-            return Ok(Vec::new());
+            return Ok(out);
         }
+        let (standalone, members): (Vec<&String>, Vec<&String>) =
+            recipients.iter().partition(|r| r.starts_with("email:"));
+        if channel == Channel::Email && !standalone.is_empty() {
+            let ids: Vec<String> = standalone
+                .iter()
+                .filter_map(|r| r.strip_prefix("email:"))
+                .map(str::to_string)
+                .collect();
+            for row in self.store.email_addresses(&ids).await? {
+                if let Some(target) = self.email_target(&row).await? {
+                    out.entry(format!("email:{}", row.id))
+                        .or_default()
+                        .push(target);
+                }
+            }
+        }
+        if members.is_empty() {
+            return Ok(out);
+        }
+        let owners: Vec<String> = members.into_iter().cloned().collect();
         let contacts = self
             .store
-            .deliverable_contacts(recipient, channel.as_str())
+            .deliverable_contacts_of(&owners, channel.as_str())
             .await?;
-        let mut out = Vec::with_capacity(contacts.len());
+        // An email contact is delivered through its address's own row (unsubscribe and
+        // suppression belong to the address): fetch those rows together.
+        let mut addresses: HashMap<Vec<u8>, EmailAddressRow> = HashMap::new();
+        if channel == Channel::Email {
+            let indexes: Vec<Vec<u8>> = contacts
+                .iter()
+                .filter_map(|c| c.address_index.clone())
+                .collect();
+            addresses = self
+                .store
+                .email_addresses_by_index(&indexes)
+                .await?
+                .into_iter()
+                .collect();
+        }
         for contact in contacts {
-            if let Some(target) = self.contact_target(channel, &contact).await? {
-                out.push(target);
+            let target = if channel == Channel::Email {
+                match contact
+                    .address_index
+                    .as_ref()
+                    .and_then(|i| addresses.get(i))
+                {
+                    Some(row) => self.email_target(row).await?,
+                    None => None,
+                }
+            } else {
+                self.contact_target(channel, &contact)?
+            };
+            if let Some(target) = target {
+                out.entry(contact.owner.clone()).or_default().push(target);
             }
         }
         Ok(out)
     }
 
-    async fn contact_target(
+    /// A non-email contact opened into a target.
+    fn contact_target(
         &self,
         channel: Channel,
         contact: &ContactRow,
@@ -109,15 +162,6 @@ impl Vault {
         let corrupt = |what: &str| VaultError::Storage(StorageError::Corrupt(what.into()));
         let contact_id = contact.id.clone();
         Ok(Some(match channel {
-            Channel::Email => {
-                let Some(index) = &contact.address_index else {
-                    return Ok(None);
-                };
-                let Some(row) = self.store.email_address_by_index(index).await? else {
-                    return Ok(None);
-                };
-                return self.email_target(&row).await;
-            }
             Channel::Sms => Target::Sms {
                 contact_id,
                 number: plain,
@@ -140,15 +184,12 @@ impl Vault {
                     secret: SecretString::from(hook.secret),
                 }
             }
-            Channel::Inbox | Channel::Feed => return Ok(None),
+            Channel::Email | Channel::Inbox | Channel::Feed => return Ok(None),
         }))
     }
 
     /// An email address as a target, unless it unsubscribed from all email or is suppressed.
-    async fn email_target(
-        &self,
-        row: &crate::storage::EmailAddressRow,
-    ) -> Result<Option<Target>, VaultError> {
+    async fn email_target(&self, row: &EmailAddressRow) -> Result<Option<Target>, VaultError> {
         if row.unsubscribed_at.is_some() || row.suppressed_at.is_some() {
             return Ok(None);
         }
