@@ -105,7 +105,9 @@ impl Application {
         roles: Roles,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let store = Store::connect(settings.database_url.expose_secret()).await?;
+        // Only ingest's bulk writes gain from a memory-mapped index.
+        let store =
+            Store::connect_mapped(settings.database_url.expose_secret(), roles.ingest).await?;
         let lexicons =
             Arc::new(Lexicons::embedded().map_err(|e| StartupError::Lexicons(e.to_string()))?);
         let metrics = Arc::new(Metrics::new());

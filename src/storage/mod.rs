@@ -70,7 +70,14 @@ const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
 impl Store {
     /// Connect (creating a SQLite file and its folders if needed) and apply migrations.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        let store = Self::connect_without_migrating(url).await?;
+        Self::connect_mapped(url, true).await
+    }
+
+    /// As [`Store::connect`]; `map` memory-maps a SQLite database for its writer, which bulk
+    /// ingest needs and a process that only serves and delivers does not (the mapped pages
+    /// it touches would count in its RSS).
+    pub async fn connect_mapped(url: &str, map: bool) -> Result<Self, StorageError> {
+        let store = Self::open(url, map).await?;
         store.migrate().await?;
         Ok(store)
     }
@@ -89,6 +96,10 @@ impl Store {
     }
 
     pub async fn connect_without_migrating(url: &str) -> Result<Self, StorageError> {
+        Self::open(url, true).await
+    }
+
+    async fn open(url: &str, map: bool) -> Result<Self, StorageError> {
         sqlx::any::install_default_drivers();
         let backend = backend_of(url).map_err(StorageError::Url)?;
         match backend {
@@ -99,7 +110,9 @@ impl Store {
                 let write = AnyPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(60))
-                    .after_connect(|conn, _| sqlite_pragmas(conn, WRITER))
+                    .after_connect(move |conn, _| {
+                        sqlite_pragmas(conn, if map { WRITER } else { UNMAPPED_WRITER })
+                    })
                     .connect_with(options.clone())
                     .await?;
                 let read = AnyPoolOptions::new()
@@ -185,6 +198,13 @@ struct Tuning {
 const WRITER: Tuning = Tuning {
     cache_kib: 16 * 1024,
     mmap_bytes: 1 << 30,
+};
+
+/// The writer of a database no bulk ingest writes to (the vault; the index in a process
+/// without the ingest role): the same cache, no map.
+const UNMAPPED_WRITER: Tuning = Tuning {
+    cache_kib: 16 * 1024,
+    mmap_bytes: 0,
 };
 
 /// Readers: SQLite's default 2 MiB cache and no memory map. Each connection maps the file

@@ -92,7 +92,8 @@ const CONTACT_COLUMNS: &str = "SELECT id, owner, channel, status, address, addre
 impl VaultStore {
     /// Connect to the vault database (creating a SQLite file if needed) and migrate it.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        let db = Store::connect_without_migrating(url).await?;
+        // The vault sees no bulk writes: no memory map.
+        let db = Store::open(url, false).await?;
         db.migrate_vault().await?;
         Ok(Self { db })
     }
