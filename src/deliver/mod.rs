@@ -366,8 +366,9 @@ impl Dispatcher {
         {
             return vec![settle(job, held)];
         }
-        // Whatever else the member has waiting on this channel goes in the same message.
-        if policy.folds() {
+        // Whatever else the member has waiting on this channel goes in the same message. A
+        // held row's claim already took the rest of its member's held rows.
+        if policy.folds() && !jobs[0].row.fold {
             let first = &jobs[0].row;
             match self
                 .store

@@ -215,41 +215,45 @@ impl Store {
         // A held row goes out folded with its member's other due held rows on the channel:
         // take those now, under this claim, or the next claim could take some of them while
         // this one is sending and split one digest into two messages.
-        let mut pairs: Vec<(&str, &str)> = claimed
-            .iter()
-            .filter(|c| c.fold)
-            .map(|c| (c.recipient.as_str(), c.channel.as_str()))
-            .collect();
-        pairs.sort_unstable();
-        pairs.dedup();
+        let mut by_channel: HashMap<&str, Vec<&str>> = HashMap::new();
+        for c in claimed.iter().filter(|c| c.fold) {
+            by_channel
+                .entry(c.channel.as_str())
+                .or_default()
+                .push(c.recipient.as_str());
+        }
+        let (index, lock) = match self.backend {
+            Backend::Sqlite => ("INDEXED BY outbox_folded", ""),
+            Backend::Postgres => ("", "FOR UPDATE SKIP LOCKED"),
+        };
         let mut rest = Vec::new();
-        for chunk in pairs.chunks(SETTLE_CHUNK) {
-            let lock = match self.backend {
-                Backend::Sqlite => "",
-                Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            };
-            let values = vec!["(?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "UPDATE outbox SET status = 'leased', lease_token = ?, lease_until = ?, \
-                 next_attempt_at = ?, claims = claims + 1 \
-                 WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND fold = 1 \
-                 AND next_attempt_at <= ? AND (recipient, channel) IN (VALUES {values}) {lock}) \
-                 {CLAIM_RETURNING}"
-            );
-            let sql = match self.backend {
-                Backend::Sqlite => sql,
-                Backend::Postgres => number_placeholders(&sql),
-            };
-            let mut query = sqlx::query(&sql)
-                .bind(&token)
-                .bind(until)
-                .bind(until)
-                .bind(now);
-            for (recipient, channel) in chunk {
-                query = query.bind(*recipient).bind(*channel);
-            }
-            for row in query.fetch_all(&self.write).await? {
-                rest.push(decode_claimed(&row)?);
+        for (channel, mut recipients) in by_channel {
+            recipients.sort_unstable();
+            recipients.dedup();
+            for chunk in recipients.chunks(SETTLE_CHUNK) {
+                // The partial index of held rows, by recipient with the channel fixed: SQLite's
+                // planner otherwise reads every pending row of the channel (300,000 in the
+                // digest benchmark) for each claim.
+                let sql = format!(
+                    "UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
+                     next_attempt_at = $2, claims = claims + 1 \
+                     WHERE id IN (SELECT id FROM outbox {index} WHERE status = 'pending' \
+                     AND fold = 1 AND channel = $3 AND recipient IN ({}) \
+                     AND next_attempt_at <= $4 {lock}) \
+                     {CLAIM_RETURNING}",
+                    super::in_list_from(5, chunk.len())
+                );
+                let mut query = sqlx::query(&sql)
+                    .bind(&token)
+                    .bind(until)
+                    .bind(channel)
+                    .bind(now);
+                for recipient in chunk {
+                    query = query.bind(*recipient);
+                }
+                for row in query.fetch_all(&self.write).await? {
+                    rest.push(decode_claimed(&row)?);
+                }
             }
         }
         claimed.extend(rest);
