@@ -65,8 +65,8 @@ fn main() -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--serve-http") {
         return common::peers::serve_http();
     }
-    if let Some(i) = args.iter().position(|a| a == "--seed-mixed") {
-        return seed_mixed(&args[i + 1..]);
+    if let Some(i) = args.iter().position(|a| a == "--seed") {
+        return seed(&args[i + 1..]);
     }
     // `cargo bench` passes `--bench`; anything else not starting with `-` names a benchmark.
     let named: Vec<&str> = args
@@ -616,15 +616,9 @@ async fn email() -> anyhow::Result<()> {
     let n = env_number("HERALD_BENCH_N", 10_000);
     let sink = SmtpPeer::from_env_or_start()?;
     println!("deliver/email: {n} emails to {}", sink.describe());
-    let bench = Bench::start(Some(sink.addr())).await?;
-    let kinds = vec![Kind::Email; n];
-    let seeding = Instant::now();
-    bench.seed_records(&kinds).await?;
-    let contacts = bench.seed_contacts(&kinds, None).await?;
-    println!(
-        "  seeded {n} members and {contacts} verified email contacts in {:.1} s",
-        seeding.elapsed().as_secs_f64()
-    );
+    let dir = tempfile::tempdir()?;
+    seed_in_child("email", dir.path(), n, sink.addr(), None)?;
+    let bench = Bench::start_in(dir.path(), Some(sink.addr())).await?;
     let run = publish_and_settle(&bench, "email").await?;
     println!(
         "deliver/email RESULT: {} emails sent in {:.3} s = {:.0} emails/s (publish answered → \
@@ -675,7 +669,7 @@ async fn mixed() -> anyhow::Result<()> {
     let members = env_number("HERALD_BENCH_MEMBERS", 100_000);
     let sink = SmtpPeer::from_env_or_start()?;
     let mut endpoint = HttpEndpoint::start()?;
-    let kinds: Vec<Kind> = (0..members).map(Kind::mixed).collect();
+    let kinds = population("mixed", members)?;
     let mut mix: BTreeMap<String, usize> = BTreeMap::new();
     for k in &kinds {
         *mix.entry(format!("{k:?}")).or_default() += 1;
@@ -686,18 +680,14 @@ async fn mixed() -> anyhow::Result<()> {
         endpoint.addr,
         endpoint.pid()
     );
-    // Seeding runs in another process, so what it allocated (100,000 records, 45,000
-    // encrypted contacts) is not counted as the memory Herald needs to deliver: the Herald
-    // measured here starts on the seeded databases, as a deliver process would.
     let dir = tempfile::tempdir()?;
-    let seeded = std::process::Command::new(std::env::current_exe()?)
-        .arg("--seed-mixed")
-        .arg(dir.path())
-        .arg(members.to_string())
-        .arg(sink.addr().to_string())
-        .arg(endpoint.addr.to_string())
-        .status()?;
-    anyhow::ensure!(seeded.success(), "seeding failed: {seeded}");
+    seed_in_child(
+        "mixed",
+        dir.path(),
+        members,
+        sink.addr(),
+        Some(endpoint.addr),
+    )?;
     let bench = Bench::start_in(dir.path(), Some(sink.addr())).await?;
     let run = publish_and_settle(&bench, "mixed").await?;
     let received = endpoint.requests()?;
@@ -722,20 +712,55 @@ async fn mixed() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--seed-mixed DIR MEMBERS SMTP WEBHOOK`: the mixed benchmark's databases, seeded in DIR
-/// by this (child) process.
-fn seed_mixed(args: &[String]) -> anyhow::Result<()> {
-    let [dir, members, smtp, webhook, ..] = args else {
-        anyhow::bail!("usage: --seed-mixed DIR MEMBERS SMTP_ADDR WEBHOOK_ADDR");
+/// The population of a benchmark that seeds in a child process.
+fn population(benchmark: &str, members: usize) -> anyhow::Result<Vec<Kind>> {
+    Ok(match benchmark {
+        "mixed" => (0..members).map(Kind::mixed).collect(),
+        "email" => vec![Kind::Email; members],
+        other => anyhow::bail!("no seeding for {other:?}"),
+    })
+}
+
+/// Seed `benchmark`'s databases in `dir` in a child process (this binary re-executed with
+/// `--seed`), so what seeding allocated (records, encrypted contacts) is not counted as the
+/// memory Herald needs, nor left fragmenting the allocator of the Herald measured: that one
+/// starts on the seeded databases, as a deliver process would.
+fn seed_in_child(
+    benchmark: &str,
+    dir: &Path,
+    members: usize,
+    smtp: std::net::SocketAddr,
+    webhook: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .arg("--seed")
+        .arg(benchmark)
+        .arg(dir)
+        .arg(members.to_string())
+        .arg(smtp.to_string());
+    if let Some(webhook) = webhook {
+        command.arg(webhook.to_string());
+    }
+    let status = command.status()?;
+    anyhow::ensure!(status.success(), "seeding failed: {status}");
+    Ok(())
+}
+
+/// `--seed BENCHMARK DIR MEMBERS SMTP [WEBHOOK]`: the child side of [`seed_in_child`].
+fn seed(args: &[String]) -> anyhow::Result<()> {
+    let [benchmark, dir, members, smtp, rest @ ..] = args else {
+        anyhow::bail!("usage: --seed BENCHMARK DIR MEMBERS SMTP_ADDR [WEBHOOK_ADDR]");
     };
     let members: usize = members.parse()?;
-    let kinds: Vec<Kind> = (0..members).map(Kind::mixed).collect();
+    let kinds = population(benchmark, members)?;
+    let webhook: Option<std::net::SocketAddr> = rest.first().map(|w| w.parse()).transpose()?;
     tokio::runtime::Runtime::new()?.block_on(async {
         let bench = Bench::start_in(Path::new(dir), Some(smtp.parse()?)).await?;
         let seeding = Instant::now();
         bench.seed_records(&kinds).await?;
         let records = seeding.elapsed();
-        let contacts = bench.seed_contacts(&kinds, Some(webhook.parse()?)).await?;
+        let contacts = bench.seed_contacts(&kinds, webhook).await?;
         println!(
             "  seeded {members} subscriptions in {:.1} s and {contacts} contacts and feeds in \
              {:.1} s (in a separate process)",

@@ -45,7 +45,8 @@ use crate::model::Channel;
 use crate::schedule::Urgency;
 use crate::settings::{DeliverySettings, ScheduleSettings};
 use crate::storage::{
-    Claimed, MemberTiming, Outcome, PublicationContext, Settled, StorageError, Store, format_micros,
+    Claimed, Counter, MemberTiming, Outcome, PublicationContext, Settled, StorageError, Store,
+    format_micros,
 };
 use crate::vault::{Target, Vault};
 use policy::ChannelPolicy;
@@ -418,11 +419,11 @@ impl Dispatcher {
         if let Some(limit) = policy.daily_limit {
             match self
                 .store
-                .reserve_channel_send(&recipient, channel.as_str(), &day, limit)
+                .reserve_send(Counter::Member, &recipient, channel.as_str(), &day, limit)
                 .await
             {
-                Ok(true) => reserved = true,
-                Ok(false) => {
+                Ok(Some(_)) => reserved = true,
+                Ok(None) => {
                     let most = if live.iter().any(|j| job_urgency(j) == Urgency::Urgent) {
                         Urgency::Urgent
                     } else {
@@ -461,7 +462,7 @@ impl Dispatcher {
             for community in communities {
                 match self
                     .store
-                    .reserve_community_send(&community, "sms", &utc_day, cap)
+                    .reserve_send(Counter::Community, &community, "sms", &utc_day, cap)
                     .await
                 {
                     Ok(Some(used)) => {
@@ -534,7 +535,7 @@ impl Dispatcher {
         if let Some(day) = day
             && let Err(e) = self
                 .store
-                .release_channel_send(recipient, channel.as_str(), day)
+                .release_send(Counter::Member, recipient, channel.as_str(), day)
                 .await
         {
             tracing::error!(error = %e, "could not give back a daily cap reservation");
@@ -543,7 +544,7 @@ impl Dispatcher {
         for community in communities {
             if let Err(e) = self
                 .store
-                .release_community_send(community, "sms", &utc_day)
+                .release_send(Counter::Community, community, "sms", &utc_day)
                 .await
             {
                 tracing::error!(error = %e, "could not give back a community SMS reservation");

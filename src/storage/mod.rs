@@ -32,7 +32,7 @@ pub use index::{ApplyStats, IndexOp, MemberRecords};
 pub use outbox::{
     Claimed, DeadFilter, DeadLetter, FeedEntry, Outcome, PublicationContext, Settled,
 };
-pub use usage::MemberTiming;
+pub use usage::{Counter, MemberTiming};
 pub use vault::{
     ChallengeRow, ContactRow, EmailAddressRow, NewContact, SealedRow, StandaloneRow, VaultStore,
 };

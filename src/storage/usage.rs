@@ -16,6 +16,24 @@ use super::outbox::{CLAIM_RETURNING, decode_claimed};
 use super::{Claimed, StorageError, Store, in_list};
 use crate::settings::Backend;
 
+/// A daily message counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Messages to a member on a channel per local day (the member's cap).
+    Member,
+    /// Messages for a community on a channel per UTC day (the operator's cap).
+    Community,
+}
+
+impl Counter {
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Counter::Member => ("channel_usage", "recipient"),
+            Counter::Community => ("community_usage", "community"),
+        }
+    }
+}
+
 /// A member's timing preferences as indexed: raw, to be read leniently by the schedule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberTiming {
@@ -65,41 +83,45 @@ impl Store {
         Ok(out)
     }
 
-    /// Take one of `limit` messages allowed to `recipient` on `channel` on `day`; `false`
-    /// when they are all taken.
-    pub async fn reserve_channel_send(
+    /// Take one of the `cap` messages `counter` allows `key` on `channel` on `day`: the count
+    /// after taking it, or `None` when they are all taken.
+    pub async fn reserve_send(
         &self,
-        recipient: &str,
+        counter: Counter,
+        key: &str,
         channel: &str,
         day: &str,
-        limit: u64,
-    ) -> Result<bool, StorageError> {
-        let row = sqlx::query(
-            "INSERT INTO channel_usage (recipient, channel, day, sent) VALUES ($1, $2, $3, 1) \
-             ON CONFLICT (recipient, channel, day) DO UPDATE SET sent = channel_usage.sent + 1 \
-             WHERE channel_usage.sent < $4 RETURNING sent",
-        )
-        .bind(recipient)
+        cap: u64,
+    ) -> Result<Option<u64>, StorageError> {
+        let (table, column) = counter.table();
+        let sent: Option<i64> = sqlx::query_scalar(&format!(
+            "INSERT INTO {table} ({column}, channel, day, sent) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT ({column}, channel, day) DO UPDATE SET sent = {table}.sent + 1 \
+             WHERE {table}.sent < $4 RETURNING sent"
+        ))
+        .bind(key)
         .bind(channel)
         .bind(day)
-        .bind(limit as i64)
+        .bind(cap as i64)
         .fetch_optional(&self.write)
         .await?;
-        Ok(row.is_some())
+        Ok(sent.map(|n| n.max(0) as u64))
     }
 
     /// Give back a reservation whose send did not happen.
-    pub async fn release_channel_send(
+    pub async fn release_send(
         &self,
-        recipient: &str,
+        counter: Counter,
+        key: &str,
         channel: &str,
         day: &str,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "UPDATE channel_usage SET sent = sent - 1 \
-             WHERE recipient = $1 AND channel = $2 AND day = $3 AND sent > 0",
-        )
-        .bind(recipient)
+        let (table, column) = counter.table();
+        sqlx::query(&format!(
+            "UPDATE {table} SET sent = sent - 1 \
+             WHERE {column} = $1 AND channel = $2 AND day = $3 AND sent > 0"
+        ))
+        .bind(key)
         .bind(channel)
         .bind(day)
         .execute(&self.write)
@@ -123,48 +145,6 @@ impl Store {
         .fetch_optional(&self.read)
         .await?;
         Ok(sent.unwrap_or(0).max(0) as u64)
-    }
-
-    /// Take one of the `cap` messages `community` may send on `channel` on `day`: the count
-    /// after taking it, or `None` when the cap is reached.
-    pub async fn reserve_community_send(
-        &self,
-        community: &str,
-        channel: &str,
-        day: &str,
-        cap: u64,
-    ) -> Result<Option<u64>, StorageError> {
-        let sent: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO community_usage (community, channel, day, sent) VALUES ($1, $2, $3, 1) \
-             ON CONFLICT (community, channel, day) DO UPDATE \
-             SET sent = community_usage.sent + 1 WHERE community_usage.sent < $4 RETURNING sent",
-        )
-        .bind(community)
-        .bind(channel)
-        .bind(day)
-        .bind(cap as i64)
-        .fetch_optional(&self.write)
-        .await?;
-        Ok(sent.map(|n| n.max(0) as u64))
-    }
-
-    /// Give back a community reservation whose send did not happen.
-    pub async fn release_community_send(
-        &self,
-        community: &str,
-        channel: &str,
-        day: &str,
-    ) -> Result<(), StorageError> {
-        sqlx::query(
-            "UPDATE community_usage SET sent = sent - 1 \
-             WHERE community = $1 AND channel = $2 AND day = $3 AND sent > 0",
-        )
-        .bind(community)
-        .bind(channel)
-        .bind(day)
-        .execute(&self.write)
-        .await?;
-        Ok(())
     }
 
     /// Claim, under `lease_token`, the held items of `recipient` on `channel` that are due:

@@ -11,7 +11,9 @@ use herald::vault::ComplianceReply;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::deliver::{publish_item, routed, settled, verified_sms};
+use crate::deliver::{
+    publish_item, routed, settled, telegram_text, verified_sms, verified_telegram,
+};
 use crate::helpers::*;
 use crate::on_both_backends;
 
@@ -612,7 +614,7 @@ on_both_backends! {
         let community = app.identity("community");
         let ivy = app.identity("ivy");
         routed(&app, &community, &ivy, &["inbox", "telegram"]).await;
-        pair_telegram(&app, &ivy, 4242).await;
+        verified_telegram(&app, &ivy, 4242).await;
         let telegram = app.providers.telegram.as_ref().unwrap();
 
         telegram_text(&app, 4242, "/stop", Some("es")).await;
@@ -657,32 +659,4 @@ async fn wait_for_vonage(app: &TestApp, n: usize) -> herald::sandbox::vonage::Sm
         "Vonage received {} answers, not {n}",
         vonage.messages().len()
     );
-}
-
-/// Pair a private chat with `member` through the bot's /start link.
-async fn pair_telegram(app: &TestApp, member: &Identity, chat: i64) {
-    let (status, body) = app
-        .call(Some(member), ADD, Some(json!({"channel": "telegram"})), &[])
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let url = body["verification"]["pairingUrl"].as_str().unwrap();
-    let token = url.rsplit('=').next().unwrap();
-    telegram_text(app, chat, &format!("/start {token}"), None).await;
-}
-
-/// A private-chat message to the bot's webhook, from a user with `language_code`.
-async fn telegram_text(app: &TestApp, chat: i64, text: &str, language_code: Option<&str>) {
-    let mut update = herald::sandbox::telegram::Telegram::start_update(1, chat, "private", text);
-    if let Some(code) = language_code {
-        update["message"]["from"]["language_code"] = json!(code);
-    }
-    let response = app
-        .http
-        .post(format!("{}/hooks/telegram", app.base))
-        .header("X-Telegram-Bot-Api-Secret-Token", TELEGRAM_SECRET)
-        .json(&update)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
 }

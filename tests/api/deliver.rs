@@ -114,13 +114,17 @@ pub async fn verified_telegram(app: &TestApp, member: &Identity, chat: i64) -> S
     let id = body["id"].as_str().unwrap().to_string();
     let url = body["verification"]["pairingUrl"].as_str().unwrap();
     let token = url.rsplit('=').next().unwrap();
-    let update = herald::sandbox::telegram::Telegram::start_update(
-        1,
-        chat,
-        "private",
-        &format!("/start {token}"),
-    );
-    let r = app
+    telegram_text(app, chat, &format!("/start {token}"), None).await;
+    id
+}
+
+/// A private-chat message to the bot's webhook, from a user with `language_code`.
+pub async fn telegram_text(app: &TestApp, chat: i64, text: &str, language_code: Option<&str>) {
+    let mut update = herald::sandbox::telegram::Telegram::start_update(1, chat, "private", text);
+    if let Some(code) = language_code {
+        update["message"]["from"]["language_code"] = json!(code);
+    }
+    let response = app
         .http
         .post(format!("{}/hooks/telegram", app.base))
         .header("X-Telegram-Bot-Api-Secret-Token", TELEGRAM_SECRET)
@@ -128,8 +132,7 @@ pub async fn verified_telegram(app: &TestApp, member: &Identity, chat: i64) -> S
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    id
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 async fn contacts(app: &TestApp, member: &Identity) -> Vec<Value> {
