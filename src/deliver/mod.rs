@@ -446,59 +446,11 @@ impl Dispatcher {
                 }
             }
         }
-        // The operator's cap on SMS per community and day: refused items are dead letters
-        // that say why, and the community's maintainers are told.
-        let mut community_reserved: Vec<String> = Vec::new();
-        if channel == Channel::Sms && self.schedule.sms_community_daily > 0 {
-            let cap = self.schedule.sms_community_daily;
-            let utc_day = crate::distribute::utc_day(now);
-            let mut communities: Vec<String> = live
-                .iter()
-                .filter_map(|j| j.publication.as_ref().map(|p| p.community.clone()))
-                .collect();
-            communities.sort();
-            communities.dedup();
-            let mut refused: Vec<String> = Vec::new();
-            for community in communities {
-                match self
-                    .store
-                    .reserve_send(Counter::Community, &community, "sms", &utc_day, cap)
-                    .await
-                {
-                    Ok(Some(used)) => {
-                        if used * 5 >= cap * 4 {
-                            self.warn_maintainers(&community, &utc_day, used, cap, now_us)
-                                .await;
-                        }
-                        community_reserved.push(community);
-                    }
-                    Ok(None) => {
-                        self.warn_maintainers(&community, &utc_day, cap + 1, cap, now_us)
-                            .await;
-                        refused.push(community);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "community SMS cap unavailable");
-                        refused.push(community);
-                    }
-                }
-            }
-            if !refused.is_empty() {
-                let (out, keep): (Vec<Job>, Vec<Job>) = live.into_iter().partition(|j| {
-                    j.publication
-                        .as_ref()
-                        .is_some_and(|p| refused.contains(&p.community))
-                });
-                for job in &out {
-                    let error = format!(
-                        "refused: the community's SMS cap for {utc_day} (UTC), {cap} messages, \
-                         was reached"
-                    );
-                    settled.push(settle(job, Outcome::Dead { error }));
-                }
-                live = keep;
-            }
-        }
+        let (mut live, community_reserved) = if channel == Channel::Sms {
+            self.community_caps(live, now, &mut settled).await
+        } else {
+            (live, Vec::new())
+        };
         if live.is_empty() {
             self.release(&recipient, channel, reserved.then_some(day.as_str()), &[])
                 .await;
@@ -521,6 +473,83 @@ impl Dispatcher {
         }
         settled.extend(live.iter().map(|j| settle(j, outcome.clone())));
         settled
+    }
+
+    /// The operator's cap on SMS per community and UTC day, for the rows of one message:
+    /// the rows that may go and the communities a reservation was taken for. Rows over the
+    /// cap end as dead letters that say why, and the community's maintainers are told; rows
+    /// whose counter could not be read are retried.
+    async fn community_caps(
+        &self,
+        live: Vec<Job>,
+        now: chrono::DateTime<chrono::Utc>,
+        settled: &mut Vec<Settled>,
+    ) -> (Vec<Job>, Vec<String>) {
+        let cap = self.schedule.sms_community_daily;
+        if cap == 0 {
+            return (live, Vec::new());
+        }
+        let utc_day = crate::distribute::utc_day(now);
+        let now_us = now.timestamp_micros();
+        let mut communities: Vec<String> = live
+            .iter()
+            .filter_map(|j| j.publication.as_ref().map(|p| p.community.clone()))
+            .collect();
+        communities.sort();
+        communities.dedup();
+        let mut reserved = Vec::new();
+        let mut refused = Vec::new();
+        let mut unknown = Vec::new();
+        for community in communities {
+            match self
+                .store
+                .reserve_send(Counter::Community, &community, "sms", &utc_day, cap)
+                .await
+            {
+                Ok(Some(used)) => {
+                    if used * 5 >= cap * 4 {
+                        self.warn_maintainers(&community, &utc_day, used, cap, now_us)
+                            .await;
+                    }
+                    reserved.push(community);
+                }
+                Ok(None) => {
+                    self.warn_maintainers(&community, &utc_day, cap + 1, cap, now_us)
+                        .await;
+                    refused.push(community);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "community SMS cap unavailable");
+                    unknown.push(community);
+                }
+            }
+        }
+        let mut keep = Vec::with_capacity(live.len());
+        for job in live {
+            let community = job.publication.as_ref().map(|p| p.community.as_str());
+            let outcome = if community.is_some_and(|c| refused.iter().any(|r| r == c)) {
+                Outcome::Dead {
+                    error: format!(
+                        "refused: the community's SMS cap for {utc_day} (UTC), {cap} messages, \
+                         was reached"
+                    ),
+                }
+            } else if community.is_some_and(|c| unknown.iter().any(|u| u == c)) {
+                self.retry(
+                    &job.row,
+                    &SendError::transient("community SMS cap unavailable"),
+                )
+            } else {
+                keep.push(job);
+                continue;
+            };
+            settled.push(Settled {
+                id: job.row.id.clone(),
+                lease_token: job.row.lease_token.clone(),
+                outcome,
+            });
+        }
+        (keep, reserved)
     }
 
     /// Give back the cap reservations of a message that was not sent: the member's for
