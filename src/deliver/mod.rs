@@ -45,8 +45,7 @@ use crate::model::Channel;
 use crate::schedule::Urgency;
 use crate::settings::{DeliverySettings, ScheduleSettings};
 use crate::storage::{
-    Claimed, Counter, MemberTiming, Outcome, PublicationContext, Settled, StorageError, Store,
-    format_micros,
+    Claimed, Counter, Outcome, PublicationContext, Settled, StorageError, Store, format_micros,
 };
 use crate::vault::{Target, Vault};
 use policy::ChannelPolicy;
@@ -87,7 +86,8 @@ struct Job {
     row: Claimed,
     publication: Option<Arc<PublicationContext>>,
     language: String,
-    timing: Option<Arc<MemberTiming>>,
+    /// How the member hears on the row's channel (`None` for a channel Herald does not know).
+    policy: Option<ChannelPolicy>,
     /// The recipient's addresses, opened with the rest of the claim's (`None`: not fetched,
     /// because the row is held, or it joined the claim later).
     targets: Option<Vec<Target>>,
@@ -266,23 +266,21 @@ impl Dispatcher {
             Ok(t) => t,
             Err(e) => return Err((e, rows)),
         };
-        let timings: HashMap<String, Arc<MemberTiming>> = timings
-            .into_iter()
-            .map(|(did, t)| (did, Arc::new(t)))
-            .collect();
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
             let publication = self.publications.get(&row.publication_id).await;
-            let timing = timings.get(&row.recipient).cloned();
+            let timing = timings.get(&row.recipient);
             let language = self
                 .renderer
-                .language(timing.as_ref().and_then(|t| t.language.as_deref()))
+                .language(timing.and_then(|t| t.language.as_deref()))
                 .to_string();
+            let policy =
+                Channel::parse(&row.channel).map(|c| ChannelPolicy::of(timing, c, &self.schedule));
             jobs.push(Job {
                 row,
                 publication,
                 language,
-                timing,
+                policy,
                 targets: None,
             });
         }
@@ -297,14 +295,14 @@ impl Dispatcher {
         let now = self.clock.now();
         let mut wanted: HashMap<Channel, Vec<String>> = HashMap::new();
         for job in &jobs {
-            let Some(channel) = Channel::parse(&job.row.channel) else {
+            let (Some(channel), Some(policy)) = (Channel::parse(&job.row.channel), &job.policy)
+            else {
                 continue;
             };
             if matches!(channel, Channel::Inbox | Channel::Feed) {
                 continue;
             }
-            let policy = ChannelPolicy::of(job.timing.as_deref(), channel, &self.schedule);
-            if first_sight_hold(job, channel, &policy, now).is_none() {
+            if first_sight_hold(job, channel, policy, now).is_none() {
                 wanted
                     .entry(channel)
                     .or_default()
@@ -351,7 +349,7 @@ impl Dispatcher {
             outcome,
         };
         let channel = Channel::parse(&jobs[0].row.channel).filter(|c| *c != Channel::Inbox);
-        let Some(channel) = channel else {
+        let (Some(channel), Some(policy)) = (channel, jobs[0].policy) else {
             return jobs
                 .iter()
                 .map(|j| {
@@ -360,7 +358,6 @@ impl Dispatcher {
                 })
                 .collect();
         };
-        let policy = ChannelPolicy::of(jobs[0].timing.as_deref(), channel, &self.schedule);
 
         if let [job] = jobs.as_slice()
             && let Some(held) = first_sight_hold(job, channel, &policy, now)

@@ -171,7 +171,7 @@ fn number_placeholders(sql: &str) -> String {
     out
 }
 
-pub(super) const CLAIM_RETURNING: &str =
+const CLAIM_RETURNING: &str =
     "RETURNING id, publication_id, recipient, channel, attempts, claims, lease_token, fold";
 
 impl Store {
@@ -222,41 +222,59 @@ impl Store {
                 .or_default()
                 .push(c.recipient.as_str());
         }
+        let mut rest = Vec::new();
+        for (channel, recipients) in by_channel {
+            rest.extend(
+                self.claim_held(channel, recipients, &token, until, now)
+                    .await?,
+            );
+        }
+        claimed.extend(rest);
+        Ok(claimed)
+    }
+
+    /// Claim, under `token` until `until`, the held rows of `recipients` on `channel` that
+    /// are due at `now`: what goes out folded with a row already claimed.
+    pub(super) async fn claim_held(
+        &self,
+        channel: &str,
+        mut recipients: Vec<&str>,
+        token: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<Vec<Claimed>, StorageError> {
         let (index, lock) = match self.backend {
             Backend::Sqlite => ("INDEXED BY outbox_folded", ""),
             Backend::Postgres => ("", "FOR UPDATE SKIP LOCKED"),
         };
-        let mut rest = Vec::new();
-        for (channel, mut recipients) in by_channel {
-            recipients.sort_unstable();
-            recipients.dedup();
-            for chunk in recipients.chunks(SETTLE_CHUNK) {
-                // The partial index of held rows, by recipient with the channel fixed: SQLite's
-                // planner otherwise reads every pending row of the channel (300,000 in the
-                // digest benchmark) for each claim.
-                let sql = format!(
-                    "UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
-                     next_attempt_at = $2, claims = claims + 1 \
-                     WHERE id IN (SELECT id FROM outbox {index} WHERE status = 'pending' \
-                     AND fold = 1 AND channel = $3 AND recipient IN ({}) \
-                     AND next_attempt_at <= $4 {lock}) \
-                     {CLAIM_RETURNING}",
-                    super::in_list_from(5, chunk.len())
-                );
-                let mut query = sqlx::query(&sql)
-                    .bind(&token)
-                    .bind(until)
-                    .bind(channel)
-                    .bind(now);
-                for recipient in chunk {
-                    query = query.bind(*recipient);
-                }
-                for row in query.fetch_all(&self.write).await? {
-                    rest.push(decode_claimed(&row)?);
-                }
+        recipients.sort_unstable();
+        recipients.dedup();
+        let mut claimed = Vec::new();
+        for chunk in recipients.chunks(SETTLE_CHUNK) {
+            // The partial index of held rows, by recipient with the channel fixed: SQLite's
+            // planner otherwise reads every pending row of the channel (300,000 in the
+            // digest benchmark) for each claim.
+            let sql = format!(
+                "UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
+                 next_attempt_at = $2, claims = claims + 1 \
+                 WHERE id IN (SELECT id FROM outbox {index} WHERE status = 'pending' \
+                 AND fold = 1 AND channel = $3 AND recipient IN ({}) \
+                 AND next_attempt_at <= $4 {lock}) \
+                 {CLAIM_RETURNING}",
+                super::in_list_from(5, chunk.len())
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(token)
+                .bind(until)
+                .bind(channel)
+                .bind(now);
+            for recipient in chunk {
+                query = query.bind(*recipient);
+            }
+            for row in query.fetch_all(&self.write).await? {
+                claimed.push(decode_claimed(&row)?);
             }
         }
-        claimed.extend(rest);
         Ok(claimed)
     }
 
@@ -591,7 +609,7 @@ fn decode_publication(row: &AnyRow) -> Result<PublicationContext, StorageError> 
     })
 }
 
-pub(super) fn decode_claimed(row: &AnyRow) -> Result<Claimed, StorageError> {
+fn decode_claimed(row: &AnyRow) -> Result<Claimed, StorageError> {
     Ok(Claimed {
         id: row.try_get("id")?,
         publication_id: row.try_get("publication_id")?,

@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::outbox::{CLAIM_RETURNING, decode_claimed};
 use super::{Claimed, StorageError, Store, in_list};
-use crate::settings::Backend;
 
 /// A daily message counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,26 +156,9 @@ impl Store {
         lease: Duration,
         now: i64,
     ) -> Result<Vec<Claimed>, StorageError> {
-        let lock = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        };
-        let sql = format!(
-            "UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
-             next_attempt_at = $2, claims = claims + 1 \
-             WHERE id IN (SELECT id FROM outbox WHERE recipient = $3 AND channel = $4 \
-             AND status = 'pending' AND fold = 1 AND next_attempt_at <= $5 {lock}) \
-             {CLAIM_RETURNING}"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(lease_token)
-            .bind(now + lease.as_micros() as i64)
-            .bind(recipient)
-            .bind(channel)
-            .bind(now)
-            .fetch_all(&self.write)
-            .await?;
-        rows.iter().map(decode_claimed).collect()
+        let until = now + lease.as_micros() as i64;
+        self.claim_held(channel, vec![recipient], lease_token, until, now)
+            .await
     }
 
     /// Put a notice from Herald in the inbox of each of `community`'s admins, once per
