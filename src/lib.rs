@@ -23,6 +23,7 @@
 //! - [`startup`]: wiring, used by `main`, tests, the demo and benchmarks alike.
 //! - [`sandbox`] and [`demo`]: local stand-ins for Jetstream and PLC, and the offline demo.
 pub mod auth;
+pub mod backfill;
 pub mod channels;
 pub mod clock;
 pub mod deliver;
@@ -34,6 +35,7 @@ pub mod ingest;
 pub mod lexicon;
 pub mod metrics;
 pub mod model;
+pub mod repo;
 pub mod sandbox;
 pub mod schedule;
 pub mod settings;

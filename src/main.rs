@@ -47,6 +47,20 @@ enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Index the Herald records already in members' repositories: lists them on the relay
+    /// (HERALD_RELAY_URL), reads each from its own PDS, verifies and indexes it. Resumable;
+    /// safe to run beside `serve`.
+    Backfill {
+        /// Forget earlier progress and read every repository again.
+        #[arg(long)]
+        restart: bool,
+        /// Repositories read at once from one PDS (default: HERALD_BACKFILL_PER_PDS).
+        #[arg(long)]
+        per_pds: Option<usize>,
+        /// Repositories read at once in all (default: HERALD_BACKFILL_CONCURRENCY).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
     /// Inspect and re-queue deliveries.
     Deliveries {
         #[command(subcommand)]
@@ -169,6 +183,50 @@ async fn main() -> anyhow::Result<()> {
         Command::Deliveries { action } => {
             let store = Store::connect(settings.database_url.expose_secret()).await?;
             deliveries(&store, action).await?;
+        }
+        Command::Backfill {
+            restart,
+            per_pds,
+            concurrency,
+        } => {
+            let relay = settings
+                .relay_url
+                .clone()
+                .context("backfill lists repositories on a relay: set HERALD_RELAY_URL")?;
+            let store = Store::connect(settings.database_url.expose_secret()).await?;
+            let resolver = Arc::new(Resolver::new(ResolverConfig {
+                plc_url: settings.plc_url.clone(),
+                cache_ttl: settings.did_cache_ttl,
+                http_timeout: std::time::Duration::from_secs(10),
+            }));
+            let verifier = herald::ingest::verify::Verifier {
+                resolver,
+                lexicons: Arc::new(herald::lexicon::Lexicons::embedded()?),
+            };
+            let backfill = herald::backfill::Backfill {
+                reader: herald::backfill::RepoReader::new(verifier, store.clone()),
+                store,
+                metrics: Arc::new(herald::metrics::Metrics::new()),
+            };
+            let options = herald::backfill::BackfillOptions {
+                relay: herald::ingest::relay::http_base(&relay),
+                per_pds: per_pds.unwrap_or(settings.backfill_per_pds),
+                concurrency: concurrency.unwrap_or(settings.backfill_concurrency),
+                restart,
+            };
+            let summary = backfill
+                .run(&options, &herald::backfill::Progress::for_stderr())
+                .await?;
+            println!(
+                "backfill: {} repositories listed, {} read ({} records), {} unavailable, {} failed",
+                summary.listed, summary.done, summary.records, summary.unavailable, summary.failed
+            );
+            if summary.failed > 0 {
+                anyhow::bail!(
+                    "{} repositories failed; run `herald backfill` again to retry them",
+                    summary.failed
+                );
+            }
         }
         Command::Demo => unreachable!("handled above"),
     }

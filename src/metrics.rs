@@ -19,6 +19,11 @@ pub struct Metrics {
     /// to see bad upstream data without it ever stopping ingest.
     ingest_skipped: Family<Labels, Counter>,
     ingest_reconnects: Counter,
+    /// Relay commits and repositories refused by verification, by reason (bad signature,
+    /// unproven op, missing block…): never indexed.
+    ingest_rejected: Family<Labels, Counter>,
+    /// Repositories read by backfill or a resync, by outcome.
+    backfill_repos: Family<Labels, Counter>,
     publications: Family<Labels, Counter>,
     /// Delivery outcomes by channel and outcome (sent, retry, dead, cancelled).
     deliveries: Family<Labels, Counter>,
@@ -49,6 +54,8 @@ impl Metrics {
         let ingest_events = Family::default();
         let ingest_skipped = Family::default();
         let ingest_reconnects = Counter::default();
+        let ingest_rejected = Family::default();
+        let backfill_repos = Family::default();
         let publications = Family::default();
         let deliveries = Family::default();
         let deliveries_reclaimed = Counter::default();
@@ -71,6 +78,16 @@ impl Metrics {
             "ingest_reconnects",
             "Reconnections to the firehose",
             ingest_reconnects.clone(),
+        );
+        registry.register(
+            "ingest_rejected",
+            "Relay commits and repositories refused by verification, by reason",
+            ingest_rejected.clone(),
+        );
+        registry.register(
+            "backfill_repos",
+            "Repositories read by backfill or a resync, by outcome",
+            backfill_repos.clone(),
         );
         registry.register(
             "publications",
@@ -117,6 +134,8 @@ impl Metrics {
             ingest_events,
             ingest_skipped,
             ingest_reconnects,
+            ingest_rejected,
+            backfill_repos,
             publications,
             deliveries,
             deliveries_reclaimed,
@@ -159,6 +178,24 @@ impl Metrics {
         self.ingest_skipped
             .get_or_create(&vec![("reason", reason.to_string())])
             .get()
+    }
+
+    pub fn ingest_rejected(&self, reason: &str) {
+        self.ingest_rejected
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
+    }
+
+    pub fn rejected_count(&self, reason: &str) -> u64 {
+        self.ingest_rejected
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .get()
+    }
+
+    pub fn backfill_repo(&self, outcome: &str) {
+        self.backfill_repos
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
     }
 
     pub fn ingest_reconnect(&self) {

@@ -25,6 +25,9 @@ const KEYS: &[(&str, Option<&str>)] = &[
         "HERALD_JETSTREAM_URL",
         Some("wss://jetstream2.us-east.bsky.network/subscribe"),
     ),
+    ("HERALD_RELAY_URL", None),
+    ("HERALD_BACKFILL_PER_PDS", Some("4")),
+    ("HERALD_BACKFILL_CONCURRENCY", Some("32")),
     ("HERALD_PLC_URL", Some("https://plc.directory")),
     ("HERALD_DID_CACHE_TTL_SECS", Some("300")),
     ("HERALD_LOG", Some("info")),
@@ -101,6 +104,13 @@ pub struct Settings {
     pub service_did: String,
     /// Jetstream's subscribe endpoint; Herald appends `wantedCollections` and `cursor`.
     pub jetstream_url: Url,
+    /// A relay's or PDS's base URL: when set, ingest follows its firehose
+    /// (`/xrpc/com.atproto.sync.subscribeRepos`) instead of Jetstream, and backfill lists
+    /// repositories there.
+    pub relay_url: Option<Url>,
+    /// Backfill: repositories read at once from one PDS, and in all.
+    pub backfill_per_pds: usize,
+    pub backfill_concurrency: usize,
     pub plc_url: Url,
     /// How long a resolved DID document is trusted before it is fetched again.
     pub did_cache_ttl: Duration,
@@ -287,6 +297,7 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url.as_str())
             .field("service_did", &self.service_did)
             .field("jetstream_url", &self.jetstream_url.as_str())
+            .field("relay_url", &self.relay_url.as_ref().map(Url::as_str))
             .field("plc_url", &self.plc_url.as_str())
             .field("did_cache_ttl", &self.did_cache_ttl)
             .field("log", &self.log)
@@ -443,6 +454,33 @@ impl Settings {
                 reason: "must be a ws:// or wss:// URL".into(),
             });
         }
+        let relay_url = match get("HERALD_RELAY_URL").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(raw) => {
+                let parsed = Url::parse(&raw).map_err(|e| SettingsError::Invalid {
+                    key: "HERALD_RELAY_URL",
+                    reason: e.to_string(),
+                })?;
+                if !matches!(parsed.scheme(), "ws" | "wss" | "http" | "https") {
+                    return Err(SettingsError::Invalid {
+                        key: "HERALD_RELAY_URL",
+                        reason: "must be a ws://, wss://, http:// or https:// URL".into(),
+                    });
+                }
+                Some(parsed)
+            }
+        };
+        let count = |key: &'static str| -> Result<usize, SettingsError> {
+            match required(key).parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(SettingsError::Invalid {
+                    key,
+                    reason: "must be a whole number above 0".into(),
+                }),
+            }
+        };
+        let backfill_per_pds = count("HERALD_BACKFILL_PER_PDS")?;
+        let backfill_concurrency = count("HERALD_BACKFILL_CONCURRENCY")?;
         let did_cache_ttl = required("HERALD_DID_CACHE_TTL_SECS")
             .parse::<u64>()
             .map(Duration::from_secs)
@@ -615,6 +653,9 @@ impl Settings {
             public_url,
             service_did,
             jetstream_url,
+            relay_url,
+            backfill_per_pds,
+            backfill_concurrency,
             plc_url: url("HERALD_PLC_URL")?,
             did_cache_ttl,
             log: required("HERALD_LOG"),

@@ -189,7 +189,10 @@ impl Application {
                 lexicons,
                 resolver,
                 metrics: metrics.clone(),
-                jetstream_url: settings.jetstream_url.clone(),
+                source: match &settings.relay_url {
+                    Some(relay) => crate::ingest::Source::Relay(relay.clone()),
+                    None => crate::ingest::Source::Jetstream(settings.jetstream_url.clone()),
+                },
             };
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move {

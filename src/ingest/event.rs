@@ -30,7 +30,7 @@ pub struct Skip {
     pub detail: String,
 }
 
-fn skip(reason: &'static str, detail: impl Into<String>) -> Parsed {
+pub(crate) fn skip(reason: &'static str, detail: impl Into<String>) -> Parsed {
     Parsed::Skip(Skip {
         reason,
         detail: detail.into(),
@@ -138,29 +138,15 @@ fn parse_commit(did: String, commit: Commit, lexicons: &Lexicons) -> Parsed {
             let Some(record) = commit.record else {
                 return skip("malformed_event", "create/update without a record");
             };
-            if let Err(e) = lexicons.validate_record(&commit.collection, &record) {
-                let detail = match e {
-                    RecordError::Invalid { reason, .. } => reason,
-                    other => other.to_string(),
-                };
-                return skip(
-                    "invalid_record",
-                    format!("{}/{}/{}: {detail}", did, commit.collection, commit.rkey),
-                );
-            }
-            let typed = match Record::from_json(&commit.collection, &commit.rkey, &record) {
-                Ok(t) => t,
-                Err(detail) => return skip("invalid_record", detail),
-            };
-            Parsed::Op(IndexOp::Put {
+            record_op(
                 did,
-                collection: commit.collection,
-                rkey: commit.rkey,
-                rev: commit.rev,
-                cid: commit.cid,
-                record: typed,
-                body: record.to_string(),
-            })
+                commit.collection,
+                commit.rkey,
+                commit.rev,
+                commit.cid,
+                record,
+                lexicons,
+            )
         }
         "delete" => Parsed::Op(IndexOp::Delete {
             did,
@@ -170,6 +156,42 @@ fn parse_commit(did: String, commit: Commit, lexicons: &Lexicons) -> Parsed {
         }),
         other => skip("malformed_event", format!("operation {other:?}")),
     }
+}
+
+/// A created or updated record → a `Put`, once it matches its lexicon; shared by Jetstream
+/// (JSON records) and the relay firehose (DAG-CBOR records turned into JSON).
+pub(crate) fn record_op(
+    did: String,
+    collection: String,
+    rkey: String,
+    rev: String,
+    cid: Option<String>,
+    record: serde_json::Value,
+    lexicons: &Lexicons,
+) -> Parsed {
+    if let Err(e) = lexicons.validate_record(&collection, &record) {
+        let detail = match e {
+            RecordError::Invalid { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        return skip(
+            "invalid_record",
+            format!("{did}/{collection}/{rkey}: {detail}"),
+        );
+    }
+    let typed = match Record::from_json(&collection, &rkey, &record) {
+        Ok(t) => t,
+        Err(detail) => return skip("invalid_record", detail),
+    };
+    Parsed::Op(IndexOp::Put {
+        did,
+        collection,
+        rkey,
+        rev,
+        cid,
+        body: record.to_string(),
+        record: typed,
+    })
 }
 
 #[cfg(test)]

@@ -1,25 +1,33 @@
-//! Ingest: follows Jetstream and keeps the index in step with members' records.
+//! Ingest: follows Jetstream or a relay's firehose and keeps the index in step with members'
+//! records.
 //!
 //! ```text
-//!  Jetstream ──ws──▶ reader ──frames──▶ parser ──ops──▶ indexer ──▶ Store::apply_batch
-//!     ▲                 │ reconnect with backoff                     (ops + cursor, one tx)
-//!     └── cursor ◀──────┴──────────── last committed cursor ◀───────────────┘
+//!  Jetstream (JSON) ─┐                      ┌─ event: parse + lexicon ─┐
+//!                    ├ws▶ reader ──frames──▶┤                          ├ops▶ indexer ─▶ Store::apply_batch
+//!  relay (DAG-CBOR) ─┘     │ reconnect      └─ relay: decode + verify ─┘     (ops + cursor, one tx)
+//!     ▲                    │ with backoff        (signature, MST proofs)            │
+//!     └── cursor ◀─────────┴──────────── last committed cursor ◀────────────────────┘
 //! ```
-//! The reader asks only for `community.herald.*` and, on every (re)connection, resumes from
-//! the last cursor the indexer *committed* — never a cursor it merely received — so a crash
-//! or a dropped socket replays events rather than losing them; replays are harmless because
-//! every write is ordered by `rev`.
+//! On every (re)connection the reader resumes from the last cursor the indexer *committed* —
+//! never one it merely received — so a crash or a dropped socket replays events rather than
+//! losing them; replays are harmless because every write is ordered by `rev`. Jetstream's
+//! cursor is `time_us`; a relay's is `seq`, kept per relay URL.
 //!
-//! Owns the Jetstream client (our own, on `tokio-tungstenite`: see the README for why) and
-//! the mapping from events to index operations. Must not touch HTTP serving or delivery.
+//! Owns the Jetstream and firehose clients (our own, on `tokio-tungstenite`: see the README for
+//! why) and the mapping from events to index operations. Must not touch HTTP serving or
+//! delivery.
 
 pub mod event;
+pub mod firehose;
+pub mod relay;
+pub mod verify;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -42,16 +50,39 @@ const CHANNEL_CAPACITY: usize = 16_384;
 /// moved to its own stage), small enough that
 /// SQLite's write lock is held for under a second.
 const BATCH_EVENTS: usize = 16_000;
+/// The socket refuses messages larger than this (the connection then drops and resumes). Frames
+/// up to it are read and judged by the parser, which refuses smaller limits with a reason.
+const MAX_SOCKET_MESSAGE: usize = 64 * 1024 * 1024;
 /// Reconnect backoff: from 250 ms doubling to 30 s, with jitter so a fleet does not stampede.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Where records come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Jetstream's JSON stream (`HERALD_JETSTREAM_URL`).
+    Jetstream(Url),
+    /// A relay's or PDS's `com.atproto.sync.subscribeRepos` (`HERALD_RELAY_URL`, its base URL).
+    Relay(Url),
+}
+
+impl Source {
+    /// The cursor row's name. A relay's `seq` means nothing to another relay, so each relay
+    /// URL keeps its own.
+    pub fn cursor_name(&self) -> String {
+        match self {
+            Self::Jetstream(_) => JETSTREAM_SOURCE.to_owned(),
+            Self::Relay(url) => format!("relay {url}"),
+        }
+    }
+}
 
 pub struct Ingest {
     pub store: Store,
     pub lexicons: Arc<Lexicons>,
     pub resolver: Arc<Resolver>,
     pub metrics: Arc<Metrics>,
-    pub jetstream_url: Url,
+    pub source: Source,
 }
 
 impl Ingest {
@@ -61,28 +92,55 @@ impl Ingest {
         self,
         shutdown: CancellationToken,
     ) -> Result<(), crate::storage::StorageError> {
+        let cursor_name = self.source.cursor_name();
         let committed = Arc::new(AtomicI64::new(
-            self.store.cursor(JETSTREAM_SOURCE).await?.unwrap_or(-1),
+            self.store.cursor(&cursor_name).await?.unwrap_or(-1),
         ));
         // Three stages on their own tasks, so parsing the next batch overlaps the database
         // writing the current one (the writer is the bottleneck; it should never wait).
         let (frames_tx, frames_rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (parsed_tx, parsed_rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let reader = tokio::spawn(read_jetstream(
-            self.jetstream_url.clone(),
+        let verifier = verify::Verifier {
+            resolver: self.resolver.clone(),
+            lexicons: self.lexicons.clone(),
+        };
+        let (subscribe, parser): (Url, tokio::task::JoinHandle<()>) = match &self.source {
+            Source::Jetstream(url) => (
+                url.clone(),
+                tokio::spawn(parse_frames(
+                    frames_rx,
+                    parsed_tx,
+                    self.lexicons.clone(),
+                    self.resolver.clone(),
+                    self.metrics.clone(),
+                )),
+            ),
+            Source::Relay(url) => (
+                relay::subscribe_base(url),
+                tokio::spawn({
+                    let stage = relay::Stage {
+                        repos: crate::backfill::RepoReader::new(
+                            verifier.clone(),
+                            self.store.clone(),
+                        ),
+                        verifier,
+                        metrics: self.metrics.clone(),
+                        committed: committed.clone(),
+                    };
+                    async move { stage.run(frames_rx, parsed_tx).await }
+                }),
+            ),
+        };
+        let relay = matches!(self.source, Source::Relay(_));
+        let reader = tokio::spawn(read_socket(
+            subscribe,
+            relay,
             committed.clone(),
             frames_tx,
             self.metrics.clone(),
             shutdown.clone(),
         ));
-        let parser = tokio::spawn(parse_frames(
-            frames_rx,
-            parsed_tx,
-            self.lexicons.clone(),
-            self.resolver.clone(),
-            self.metrics.clone(),
-        ));
-        index_frames(&self, parsed_rx, committed, shutdown.clone()).await;
+        index_frames(&self, &cursor_name, parsed_rx, committed, shutdown.clone()).await;
         shutdown.cancel();
         let _ = reader.await;
         let _ = parser.await;
@@ -102,10 +160,25 @@ pub fn subscribe_url(base: &Url, cursor: Option<i64>) -> Url {
     url
 }
 
-async fn read_jetstream(
+/// The URL to (re)connect to: Jetstream's with its collection filter, a relay's with only the
+/// cursor (a relay cannot filter; the verifier drops what is not Herald's).
+fn connect_url(base: &Url, relay: bool, cursor: Option<i64>) -> Url {
+    if !relay {
+        return subscribe_url(base, cursor);
+    }
+    let mut url = base.clone();
+    if let Some(cursor) = cursor {
+        url.query_pairs_mut()
+            .append_pair("cursor", &cursor.to_string());
+    }
+    url
+}
+
+async fn read_socket(
     base: Url,
+    relay: bool,
     committed: Arc<AtomicI64>,
-    frames: mpsc::Sender<String>,
+    frames: mpsc::Sender<Bytes>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
@@ -120,46 +193,48 @@ async fn read_jetstream(
     let mut delays = backoff();
     loop {
         let cursor = Some(committed.load(Ordering::Acquire)).filter(|c| *c >= 0);
-        let url = subscribe_url(&base, cursor);
+        let url = connect_url(&base, relay, cursor);
         let mut received_any = false;
-        match tokio_tungstenite::connect_async(url.as_str()).await {
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_SOCKET_MESSAGE))
+            .max_frame_size(Some(MAX_SOCKET_MESSAGE));
+        match tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false).await
+        {
             Ok((mut socket, _)) => {
-                tracing::info!(%url, "connected to jetstream");
+                tracing::info!(%url, "connected to the event stream");
                 loop {
                     let message = tokio::select! {
                         _ = shutdown.cancelled() => return,
                         m = socket.next() => m,
                     };
                     match message {
+                        // Jetstream sends text and a relay binary; each parser judges and counts
+                        // what it did not expect.
                         Some(Ok(Message::Text(text))) => {
                             received_any = true;
-                            if frames.send(text.to_string()).await.is_err() {
+                            if frames.send(Bytes::from(text)).await.is_err() {
                                 return;
                             }
                         }
                         Some(Ok(Message::Binary(bytes))) => {
                             received_any = true;
-                            // Jetstream sends text; a binary frame is either a compressed
-                            // stream we did not ask for or garbage. Hand it on as text when
-                            // it is UTF-8, so the parser can judge and count it.
-                            let text = String::from_utf8_lossy(&bytes).into_owned();
-                            if frames.send(text).await.is_err() {
+                            if frames.send(bytes).await.is_err() {
                                 return;
                             }
                         }
                         Some(Ok(Message::Close(_))) | None => {
-                            tracing::warn!("jetstream closed the connection");
+                            tracing::warn!("the event stream closed the connection");
                             break;
                         }
                         Some(Ok(_)) => {}
                         Some(Err(e)) => {
-                            tracing::warn!(error = %e, "jetstream connection failed");
+                            tracing::warn!(error = %e, "the event stream connection failed");
                             break;
                         }
                     }
                 }
             }
-            Err(e) => tracing::warn!(%url, error = %e, "cannot connect to jetstream"),
+            Err(e) => tracing::warn!(%url, error = %e, "cannot connect to the event stream"),
         }
         if received_any {
             delays = backoff();
@@ -173,20 +248,22 @@ async fn read_jetstream(
     }
 }
 
-/// A parsed frame: its time (when readable, so the cursor moves past it even if skipped) and
-/// the index change it carries, if any.
-type ParsedFrame = (Option<i64>, Option<IndexOp>);
+/// A parsed frame: its cursor position (when readable, so the cursor moves past it even if
+/// skipped) and the index change it carries, if any. A frame with several changes is sent as
+/// several of these, with the position on the last only: a batch boundary between them must
+/// not commit a cursor past changes still in flight.
+pub(crate) type ParsedFrame = (Option<i64>, Option<IndexOp>);
 
 /// Parse, validate and count each frame; identity events refresh the DID cache here.
 async fn parse_frames(
-    mut frames: mpsc::Receiver<String>,
+    mut frames: mpsc::Receiver<Bytes>,
     parsed: mpsc::Sender<ParsedFrame>,
     lexicons: Arc<Lexicons>,
     resolver: Arc<Resolver>,
     metrics: Arc<Metrics>,
 ) {
     while let Some(frame) = frames.recv().await {
-        let (time, outcome) = parse(&frame, &lexicons);
+        let (time, outcome) = parse(&String::from_utf8_lossy(&frame), &lexicons);
         let op = match outcome {
             Parsed::Op(op) => {
                 metrics.ingest_event(match &op {
@@ -214,6 +291,7 @@ async fn parse_frames(
 
 async fn index_frames(
     ingest: &Ingest,
+    cursor_name: &str,
     mut parsed: mpsc::Receiver<ParsedFrame>,
     committed: Arc<AtomicI64>,
     shutdown: CancellationToken,
@@ -249,7 +327,7 @@ async fn index_frames(
         loop {
             match ingest
                 .store
-                .apply_batch(&ops, cursor.map(|c| (JETSTREAM_SOURCE, c)))
+                .apply_batch(&ops, cursor.map(|c| (cursor_name, c)))
                 .await
             {
                 Ok(stats) => {

@@ -12,6 +12,7 @@
 //! failing with `SQLITE_BUSY`. Reads use a separate pool and WAL lets them run alongside.
 //! Must not touch: the network. No transaction is ever held across a network call.
 
+mod backfill;
 mod distribution;
 mod inbox;
 mod index;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use backfill::BackfillCounts;
 pub use distribution::{CommunityInfo, NewPublication, PublicationOutcome, SubscriberPage};
 pub use inbox::NotificationRow;
 pub use index::{ApplyStats, IndexOp, MemberRecords};
