@@ -76,6 +76,11 @@ impl RepoReader {
             .ok_or_else(|| BackfillError::NoPds(did.to_owned()))
     }
 
+    /// Whether the index holds any live record of `did`'s.
+    pub async fn holds_records(&self, did: &str) -> Result<bool, BackfillError> {
+        Ok(!self.store.record_keys_of(did).await?.is_empty())
+    }
+
     /// Reads `did`'s repository from its own PDS.
     pub async fn read(&self, did: &str) -> Result<RepoOutcome, BackfillError> {
         let pds = self.pds_of(did).await?;

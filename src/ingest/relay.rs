@@ -24,7 +24,7 @@ use url::Url;
 
 use super::ParsedFrame;
 use super::firehose::{self, Frame};
-use super::verify::Verifier;
+use super::verify::{Verifier, is_herald_path};
 use crate::metrics::Metrics;
 use crate::storage::IndexOp;
 
@@ -94,7 +94,13 @@ impl Stage {
         };
         let seq = frame.seq();
         match frame {
-            Frame::Commit(msg) if msg.too_big => {
+            // A commit too big to carry its blocks cannot be verified from the frame; when it may
+            // touch Herald's records, read the repository instead.
+            Frame::Commit(msg)
+                if msg.too_big
+                    && (msg.ops.is_empty()
+                        || msg.ops.iter().any(|op| is_herald_path(&op.path))) =>
+            {
                 self.metrics.ingest_event("commit");
                 self.resync(msg.repo, parsed.clone());
             }
@@ -167,10 +173,20 @@ impl Stage {
     }
 
     /// Re-reads `did`'s repository from its PDS on a task of its own and sends what it holds.
+    /// Only accounts with records in the index are re-read: on the whole network a `#sync`
+    /// for anyone else would download a repository to find nothing (backfill covers accounts
+    /// whose first Herald records arrived while Herald was not listening).
     fn resync(&self, did: String, parsed: mpsc::Sender<ParsedFrame>) {
         let fetcher = self.repos.clone();
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
+            match fetcher.holds_records(&did).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(%did, error = %e, "cannot tell whether to re-read; re-reading")
+                }
+            }
             match fetcher.read(&did).await {
                 Ok(outcome) => {
                     metrics.backfill_repo("done");
@@ -344,5 +360,110 @@ mod stage_tests {
         let (tx, _rx) = mpsc::channel(1);
         stage.handle(&error, &tx).await.unwrap();
         assert_eq!(stage.committed.load(Ordering::Acquire), -1);
+    }
+}
+
+#[cfg(test)]
+mod sync_tests {
+    use super::*;
+    use crate::identity::PublicKey;
+    use crate::identity::test_plc::{TestPlc, plc_did, plc_doc};
+    use crate::ingest::event::{Parsed, record_op};
+    use crate::ingest::verify::Verifier;
+    use crate::lexicon::Lexicons;
+    use crate::repo::testing::{TestRepo, sync_frame};
+    use crate::storage::Store;
+    use serde_json::json;
+
+    fn subscription() -> serde_json::Value {
+        json!({"$type": "community.herald.subscription", "subject": "did:plc:c",
+               "createdAt": "2026-01-01T00:00:00Z", "routes": []})
+    }
+
+    /// `#sync` re-reads a known account's repository: what it holds is indexed, what it no
+    /// longer holds is deleted; an account the index does not know is left alone.
+    #[tokio::test]
+    async fn a_sync_frame_re_reads_the_repository_of_a_known_account() {
+        let key = k256::ecdsa::SigningKey::from_slice(&[8u8; 32]).unwrap();
+        let public =
+            PublicKey::from_sec1_k256(key.verifying_key().to_encoded_point(true).as_bytes())
+                .unwrap();
+        let (alice, bob) = (plc_did("alice"), plc_did("bob"));
+        let repo = TestRepo::build(
+            &alice,
+            "3lsync",
+            &key,
+            &[("community.herald.subscription/3knew", subscription())],
+        );
+        let car = repo.car();
+        let app = axum::Router::new().route(
+            "/xrpc/com.atproto.sync.getRepo",
+            axum::routing::get(move || async move { car }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pds = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let plc = TestPlc::start().await;
+        for did in [&alice, &bob] {
+            let mut doc = plc_doc(did, &public);
+            doc["service"][0]["serviceEndpoint"] = json!(pds);
+            plc.put(did, doc);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+            .await
+            .unwrap();
+        let lexicons = Arc::new(Lexicons::embedded().unwrap());
+        let Parsed::Op(old) = record_op(
+            alice.clone(),
+            "community.herald.subscription".into(),
+            "3kold".into(),
+            "3kaaaaaaaaaa2".into(),
+            None,
+            subscription(),
+            &lexicons,
+        ) else {
+            panic!()
+        };
+        store.apply_batch(&[old], None).await.unwrap();
+        let verifier = Verifier {
+            resolver: Arc::new(plc.resolver()),
+            lexicons,
+        };
+        let stage = Stage {
+            repos: crate::backfill::RepoReader::new(verifier.clone(), store.clone()),
+            verifier,
+            metrics: Arc::new(Metrics::new()),
+            committed: Arc::new(AtomicI64::new(0)),
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let unknown = TestRepo::build(&bob, "3lsync", &key, &[]);
+        stage.handle(&sync_frame(20, &unknown), &tx).await.unwrap();
+        stage.handle(&sync_frame(21, &repo), &tx).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+                .await
+                .expect("the re-read arrives")
+                .unwrap();
+            got.push(next);
+        }
+        let seqs: Vec<Option<i64>> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(&seqs[..2], [Some(20), Some(21)]);
+        let keys: Vec<String> = got[2..]
+            .iter()
+            .map(|(_, op)| match op {
+                Some(IndexOp::Put { rkey, rev, .. }) => format!("put {rkey} {rev}"),
+                Some(IndexOp::Delete { rkey, rev, .. }) => format!("delete {rkey} {rev}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(keys, ["put 3knew 3lsync", "delete 3kold 3lsync"]);
+        // Nothing was read for bob, whom the index does not know.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(300), rx.recv())
+                .await
+                .is_err()
+        );
     }
 }
