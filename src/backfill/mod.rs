@@ -249,11 +249,10 @@ async fn read_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::PublicKey;
-    use crate::identity::test_plc::{TestPlc, plc_did, plc_doc};
+    use crate::identity::test_plc::{TestPlc, plc_did};
     use crate::ingest::verify::Verifier;
     use crate::lexicon::Lexicons;
-    use crate::repo::testing::TestRepo;
+    use crate::repo::testing::{TestRepo, register, signing_key, subscription, temp_store};
     use axum::Router;
     use axum::extract::{Query, State};
     use axum::http::StatusCode;
@@ -332,10 +331,7 @@ mod tests {
     }
 
     async fn run(by: bool) {
-        let key = k256::ecdsa::SigningKey::from_slice(&[6u8; 32]).unwrap();
-        let public =
-            PublicKey::from_sec1_k256(key.verifying_key().to_encoded_point(true).as_bytes())
-                .unwrap();
+        let key = signing_key(6);
         let (alice, bob) = (plc_did("alice"), plc_did("bob"));
         let repo = TestRepo::build(
             &alice,
@@ -344,10 +340,7 @@ mod tests {
             &[
                 (
                     "community.herald.subscription/3kabc",
-                    json!({
-                    "$type": "community.herald.subscription", "subject": "did:plc:c",
-                    "createdAt": "2026-01-01T00:00:00Z",
-                    "routes": [{"pipe": "digest", "channels": ["email"]}]}),
+                    subscription("did:plc:c"),
                 ),
                 (
                     "community.herald.preferences/self",
@@ -379,14 +372,9 @@ mod tests {
 
         let plc = TestPlc::start().await;
         for did in [&alice, &bob] {
-            let mut doc = plc_doc(did, &public);
-            doc["service"][0]["serviceEndpoint"] = json!(base.as_str());
-            plc.put(did, doc);
+            register(&plc, did, &key, Some(base.as_str()));
         }
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = temp_store().await;
         // Indexed earlier, gone from the repository since: the backfill deletes it.
         let lexicons = Arc::new(Lexicons::embedded().unwrap());
         let stale = crate::ingest::event::record_op(

@@ -33,14 +33,7 @@ pub const SUBSCRIBE_REPOS: &str = "xrpc/com.atproto.sync.subscribeRepos";
 
 /// `{base}/xrpc/com.atproto.sync.subscribeRepos`, with `http(s)` turned into `ws(s)`.
 pub fn subscribe_base(base: &Url) -> Url {
-    let mut url = base.clone();
-    let scheme = match url.scheme() {
-        "http" => "ws",
-        "https" => "wss",
-        other => other,
-    }
-    .to_owned();
-    let _ = url.set_scheme(&scheme);
+    let mut url = with_scheme(base, &[("http", "ws"), ("https", "wss")]);
     let path = format!("{}/{SUBSCRIBE_REPOS}", url.path().trim_end_matches('/'));
     url.set_path(&path);
     url.set_query(None);
@@ -49,14 +42,16 @@ pub fn subscribe_base(base: &Url) -> Url {
 
 /// The HTTP base of a relay URL (for backfill's listing calls): `ws(s)` turned into `http(s)`.
 pub fn http_base(base: &Url) -> Url {
-    let mut url = base.clone();
-    let scheme = match url.scheme() {
-        "ws" => "http",
-        "wss" => "https",
-        other => other,
+    with_scheme(base, &[("ws", "http"), ("wss", "https")])
+}
+
+/// `url` with its scheme swapped by `map`; other schemes are kept.
+fn with_scheme(url: &Url, map: &[(&str, &str)]) -> Url {
+    let mut url = url.clone();
+    if let Some((_, to)) = map.iter().find(|(from, _)| *from == url.scheme()) {
+        // Between special schemes (http, https, ws, wss) the swap cannot fail.
+        let _ = url.set_scheme(to);
     }
-    .to_owned();
-    let _ = url.set_scheme(&scheme);
     url
 }
 
@@ -230,36 +225,24 @@ mod tests {
 #[cfg(test)]
 mod stage_tests {
     use super::*;
-    use crate::identity::PublicKey;
-    use crate::identity::test_plc::{TestPlc, plc_did, plc_doc};
+    use crate::identity::test_plc::{TestPlc, plc_did};
     use crate::ingest::verify::Verifier;
     use crate::lexicon::Lexicons;
-    use crate::repo::testing::{TestRepo, commit_frame, frame, op};
-    use crate::storage::Store;
+    use crate::repo::testing::{
+        TestRepo, commit_frame, frame, op, register, signing_key, subscription, temp_store,
+    };
     use serde_json::json;
 
     const SUB: &str = "community.herald.subscription/3kabc";
     const PREFS: &str = "community.herald.preferences/self";
 
-    fn subscription() -> serde_json::Value {
-        json!({"$type": "community.herald.subscription", "subject": "did:plc:c",
-               "createdAt": "2026-01-01T00:00:00Z",
-               "routes": [{"pipe": "digest", "channels": ["email"]}]})
-    }
-
     #[tokio::test]
     async fn bad_frames_are_counted_and_passed_over_and_good_ones_still_index() {
-        let key = k256::ecdsa::SigningKey::from_slice(&[4u8; 32]).unwrap();
-        let public =
-            PublicKey::from_sec1_k256(key.verifying_key().to_encoded_point(true).as_bytes())
-                .unwrap();
+        let key = signing_key(4);
         let plc = TestPlc::start().await;
         let did = plc_did("alice");
-        plc.put(&did, plc_doc(&did, &public));
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
-            .await
-            .unwrap();
+        register(&plc, &did, &key, None);
+        let (_dir, store) = temp_store().await;
         let verifier = Verifier {
             resolver: Arc::new(plc.resolver()),
             lexicons: Arc::new(Lexicons::embedded().unwrap()),
@@ -274,7 +257,12 @@ mod stage_tests {
 
         let prefs = json!({"$type": "community.herald.preferences", "pausedAll": false,
                            "updatedAt": "2026-01-01T00:00:00Z"});
-        let repo = TestRepo::build(&did, "3l2", &key, &[(SUB, subscription()), (PREFS, prefs)]);
+        let repo = TestRepo::build(
+            &did,
+            "3l2",
+            &key,
+            &[(SUB, subscription("did:plc:c")), (PREFS, prefs)],
+        );
         let both = [
             op("create", SUB, Some(repo.cid_of(SUB))),
             op("create", PREFS, Some(repo.cid_of(PREFS))),
@@ -366,34 +354,28 @@ mod stage_tests {
 #[cfg(test)]
 mod sync_tests {
     use super::*;
-    use crate::identity::PublicKey;
-    use crate::identity::test_plc::{TestPlc, plc_did, plc_doc};
+    use crate::identity::test_plc::{TestPlc, plc_did};
     use crate::ingest::event::{Parsed, record_op};
     use crate::ingest::verify::Verifier;
     use crate::lexicon::Lexicons;
-    use crate::repo::testing::{TestRepo, sync_frame};
-    use crate::storage::Store;
-    use serde_json::json;
-
-    fn subscription() -> serde_json::Value {
-        json!({"$type": "community.herald.subscription", "subject": "did:plc:c",
-               "createdAt": "2026-01-01T00:00:00Z", "routes": []})
-    }
+    use crate::repo::testing::{
+        TestRepo, register, signing_key, subscription, sync_frame, temp_store,
+    };
 
     /// `#sync` re-reads a known account's repository: what it holds is indexed, what it no
     /// longer holds is deleted; an account the index does not know is left alone.
     #[tokio::test]
     async fn a_sync_frame_re_reads_the_repository_of_a_known_account() {
-        let key = k256::ecdsa::SigningKey::from_slice(&[8u8; 32]).unwrap();
-        let public =
-            PublicKey::from_sec1_k256(key.verifying_key().to_encoded_point(true).as_bytes())
-                .unwrap();
+        let key = signing_key(8);
         let (alice, bob) = (plc_did("alice"), plc_did("bob"));
         let repo = TestRepo::build(
             &alice,
             "3lsync",
             &key,
-            &[("community.herald.subscription/3knew", subscription())],
+            &[(
+                "community.herald.subscription/3knew",
+                subscription("did:plc:c"),
+            )],
         );
         let car = repo.car();
         let app = axum::Router::new().route(
@@ -405,14 +387,9 @@ mod sync_tests {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let plc = TestPlc::start().await;
         for did in [&alice, &bob] {
-            let mut doc = plc_doc(did, &public);
-            doc["service"][0]["serviceEndpoint"] = json!(pds);
-            plc.put(did, doc);
+            register(&plc, did, &key, Some(&pds));
         }
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
-            .await
-            .unwrap();
+        let (_dir, store) = temp_store().await;
         let lexicons = Arc::new(Lexicons::embedded().unwrap());
         let Parsed::Op(old) = record_op(
             alice.clone(),
@@ -420,7 +397,7 @@ mod sync_tests {
             "3kold".into(),
             "3kaaaaaaaaaa2".into(),
             None,
-            subscription(),
+            subscription("did:plc:c"),
             &lexicons,
         ) else {
             panic!()

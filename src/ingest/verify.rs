@@ -225,27 +225,15 @@ fn push(verified: &mut Verified, parsed: Parsed) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::PublicKey;
     use crate::identity::test_plc::{TestPlc, plc_did, plc_doc};
     use crate::ingest::firehose::{Frame, decode};
-    use crate::repo::testing::{Op, TestRepo, commit_frame, op, record_block, sync_frame};
+    use crate::repo::testing::{
+        Op, TestRepo, commit_frame, op, public_key as public, record_block, signing_key as key,
+        subscription, sync_frame,
+    };
     use serde_json::json;
 
     const SUB: &str = "community.herald.subscription/3kabc";
-
-    fn subscription(community: &str) -> serde_json::Value {
-        json!({"$type": "community.herald.subscription", "subject": community,
-               "createdAt": "2026-01-01T00:00:00Z",
-               "routes": [{"pipe": "digest", "channels": ["email"]}]})
-    }
-
-    fn key(seed: u8) -> k256::ecdsa::SigningKey {
-        k256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap()
-    }
-
-    fn public(key: &k256::ecdsa::SigningKey) -> PublicKey {
-        PublicKey::from_sec1_k256(key.verifying_key().to_encoded_point(true).as_bytes()).unwrap()
-    }
 
     struct Fixture {
         plc: TestPlc,

@@ -187,3 +187,44 @@ pub fn sync_frame(seq: i64, repo: &TestRepo) -> Vec<u8> {
         },
     )
 }
+
+/// A deterministic secp256k1 signing key.
+pub fn signing_key(seed: u8) -> k256::ecdsa::SigningKey {
+    k256::ecdsa::SigningKey::from_slice(&[seed; 32]).expect("a valid scalar")
+}
+
+pub fn public_key(key: &k256::ecdsa::SigningKey) -> crate::identity::PublicKey {
+    crate::identity::PublicKey::from_sec1_k256(
+        key.verifying_key().to_encoded_point(true).as_bytes(),
+    )
+    .expect("a valid point")
+}
+
+/// A valid `community.herald.subscription` record.
+pub fn subscription(community: &str) -> Value {
+    serde_json::json!({"$type": "community.herald.subscription", "subject": community,
+        "createdAt": "2026-01-01T00:00:00Z",
+        "routes": [{"pipe": "digest", "channels": ["email"]}]})
+}
+
+/// Registers `did` with `key` as its `#atproto` key, and `pds` as its PDS when given.
+pub fn register(
+    plc: &crate::identity::test_plc::TestPlc,
+    did: &str,
+    key: &k256::ecdsa::SigningKey,
+    pds: Option<&str>,
+) {
+    let mut doc = crate::identity::test_plc::plc_doc(did, &public_key(key));
+    if let Some(pds) = pds {
+        doc["service"][0]["serviceEndpoint"] = serde_json::json!(pds);
+    }
+    plc.put(did, doc);
+}
+
+/// A fresh SQLite index in a temporary folder (kept alive by the returned guard).
+pub async fn temp_store() -> (tempfile::TempDir, crate::storage::Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("index.db").display());
+    let store = crate::storage::Store::connect(&url).await.expect("index");
+    (dir, store)
+}
