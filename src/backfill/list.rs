@@ -139,8 +139,11 @@ async fn page(http: &reqwest::Client, url: &Url, method: &str) -> Result<Page, L
                         .ok()
                         .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
                         .unwrap_or_default();
+                    // The reference PDS passes methods it lacks to its proxy, which asks for
+                    // auth first: `401 AuthMissing` means "not here" as much as a 404 does.
                     if status == StatusCode::NOT_FOUND
                         || status == StatusCode::NOT_IMPLEMENTED
+                        || status == StatusCode::UNAUTHORIZED
                         || error == "MethodNotImplemented"
                         || error == "XRPCNotSupported"
                     {

@@ -276,9 +276,10 @@ mod tests {
         Query(q): Query<HashMap<String, String>>,
     ) -> Response {
         if !pds.by_collection {
+            // What the reference PDS answers: it lacks the method and its proxy wants auth.
             return (
-                StatusCode::NOT_IMPLEMENTED,
-                axum::Json(json!({"error": "MethodNotImplemented", "message": "no"})),
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": "AuthMissing", "message": "Authentication Required"})),
             )
                 .into_response();
         }
