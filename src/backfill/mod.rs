@@ -391,7 +391,21 @@ mod tests {
         let crate::ingest::event::Parsed::Op(stale) = stale else {
             panic!("{stale:?}")
         };
-        store.apply_batch(&[stale], None).await.unwrap();
+        // Written on the firehose after the commit backfill reads: the newer rev must win.
+        let newer = crate::ingest::event::record_op(
+            alice.clone(),
+            "community.herald.preferences".into(),
+            "self".into(),
+            "3lzzzzzzzzzz2".into(),
+            None,
+            json!({"$type": "community.herald.preferences", "pausedAll": true,
+                   "updatedAt": "2026-02-01T00:00:00Z"}),
+            &lexicons,
+        );
+        let crate::ingest::event::Parsed::Op(newer) = newer else {
+            panic!("{newer:?}")
+        };
+        store.apply_batch(&[stale, newer], None).await.unwrap();
 
         let verifier = Verifier {
             resolver: Arc::new(plc.resolver()),
@@ -431,6 +445,12 @@ mod tests {
                     .is_some()
             );
         }
+        let prefs = store
+            .record_body(&alice, "community.herald.preferences", "self")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(prefs.contains(r#""pausedAll":true"#), "{prefs}");
         assert!(
             store
                 .record_body(&alice, "community.herald.subscription", "3kold")
