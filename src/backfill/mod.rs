@@ -476,4 +476,100 @@ mod tests {
     async fn backfill_falls_back_to_list_repos_and_skips_inactive_accounts() {
         run(false).await;
     }
+
+    /// Serves each DID's own repository slowly, counting how many requests overlap.
+    #[derive(Clone, Default)]
+    struct SlowPds {
+        cars: Arc<HashMap<String, Vec<u8>>>,
+        in_flight: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+    }
+
+    async fn slow_get_repo(
+        State(pds): State<SlowPds>,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> Response {
+        let now = pds.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        pds.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        pds.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let car = pds.cars[q["did"].as_str()].clone();
+        ([("content-type", "application/vnd.ipld.car")], car).into_response()
+    }
+
+    async fn slow_list(State(pds): State<SlowPds>) -> Response {
+        let repos: Vec<_> = pds.cars.keys().map(|did| json!({"did": did})).collect();
+        axum::Json(json!({"repos": repos})).into_response()
+    }
+
+    #[tokio::test]
+    async fn backfill_reads_at_most_per_pds_repositories_at_once_from_one_pds() {
+        let key = signing_key(7);
+        let dids: Vec<String> = ["ma", "mb", "mc", "md", "me"].map(plc_did).to_vec();
+        let cars = dids
+            .iter()
+            .map(|did| {
+                let repo = TestRepo::build(
+                    did,
+                    "3lrev",
+                    &key,
+                    &[(
+                        "community.herald.subscription/3kabc",
+                        subscription("did:plc:c"),
+                    )],
+                );
+                (did.clone(), repo.car())
+            })
+            .collect();
+        let pds = SlowPds {
+            cars: Arc::new(cars),
+            ..SlowPds::default()
+        };
+        let app = Router::new()
+            .route(
+                "/xrpc/com.atproto.sync.listReposByCollection",
+                get(slow_list),
+            )
+            .route("/xrpc/com.atproto.sync.getRepo", get(slow_get_repo))
+            .with_state(pds.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let plc = TestPlc::start().await;
+        for did in &dids {
+            register(&plc, did, &key, Some(base.as_str()));
+        }
+        let (_dir, store) = temp_store().await;
+        let backfill = Backfill {
+            reader: RepoReader::new(
+                Verifier {
+                    resolver: Arc::new(plc.resolver()),
+                    lexicons: Arc::new(Lexicons::embedded().unwrap()),
+                },
+                store.clone(),
+            ),
+            store: store.clone(),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let options = BackfillOptions {
+            relay: base,
+            per_pds: 2,
+            concurrency: 8,
+            restart: false,
+        };
+        let summary = backfill.run(&options, &Progress::Quiet).await.unwrap();
+        assert_eq!((summary.done, summary.records), (5, 5));
+        assert_eq!(
+            pds.most.load(Ordering::SeqCst),
+            2,
+            "per-PDS limit reached, never passed"
+        );
+        assert_eq!(
+            store
+                .count_records("community.herald.subscription")
+                .await
+                .unwrap(),
+            5
+        );
+    }
 }
