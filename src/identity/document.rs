@@ -27,7 +27,25 @@ pub struct DidDocument {
     pub verification_method: Vec<VerificationMethod>,
     #[serde(default, deserialize_with = "skip_malformed_entries")]
     pub service: Vec<Service>,
+    /// The parsed `#atproto` key, worked out on first use: a cached document serves every
+    /// commit and token of its account, and decompressing the point each time was several
+    /// percent of firehose verification.
+    #[serde(skip)]
+    signing: KeyCache,
 }
+
+/// A lazily parsed signing key. Not part of a document's identity: two documents with the
+/// same fields are equal whether or not either has parsed its key yet.
+#[derive(Debug, Clone, Default)]
+struct KeyCache(std::sync::OnceLock<Result<PublicKey, ResolveError>>);
+
+impl PartialEq for KeyCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for KeyCache {}
 
 /// One entry of `verificationMethod`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -63,6 +81,10 @@ impl DidDocument {
     /// `publicKeyMultibase`, unsupported type); [`ResolveError::BadDocument`] when it is there
     /// but its key bytes do not parse.
     pub fn signing_key(&self) -> Result<PublicKey, ResolveError> {
+        self.signing.0.get_or_init(|| self.parse_signing_key()).clone()
+    }
+
+    fn parse_signing_key(&self) -> Result<PublicKey, ResolveError> {
         let no_key = |why: &str| ResolveError::NoSigningKey(format!("{}: {why}", self.id));
         let method = self
             .verification_method
