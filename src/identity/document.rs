@@ -81,7 +81,10 @@ impl DidDocument {
     /// `publicKeyMultibase`, unsupported type); [`ResolveError::BadDocument`] when it is there
     /// but its key bytes do not parse.
     pub fn signing_key(&self) -> Result<PublicKey, ResolveError> {
-        self.signing.0.get_or_init(|| self.parse_signing_key()).clone()
+        self.signing
+            .0
+            .get_or_init(|| self.parse_signing_key())
+            .clone()
     }
 
     fn parse_signing_key(&self) -> Result<PublicKey, ResolveError> {
