@@ -10,11 +10,8 @@
 // else is ever written there. The network is closed, and the process exits, on SIGTERM or
 // SIGINT and when stdin reaches end of file: a test process that spawned it with a stdin pipe
 // and died takes the network with it. The PDS's files live in a temporary folder removed on exit.
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { keepOnLoopback, privateTmpdir } from './loopback.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -36,23 +33,8 @@ function port(value, name) {
 const pdsPort = port(args['pds-port'] ?? process.env.ATPROTO_PDS_PORT, 'PDS port');
 const plcPort = port(args['plc-port'] ?? process.env.ATPROTO_PLC_PORT, 'PLC port');
 
-// The PDS and PLC servers call listen(port) with no host, which binds every interface; keep
-// them on loopback. (Their URLs say `localhost`, which /etc/hosts maps to 127.0.0.1.)
-const listen = net.Server.prototype.listen;
-net.Server.prototype.listen = function (...rest) {
-  const first = rest[0];
-  if (typeof first === 'number' || (typeof first === 'string' && /^\d+$/.test(first))) {
-    if (typeof rest[1] !== 'string') rest.splice(1, 0, '127.0.0.1');
-  } else if (first && typeof first === 'object' && first.port !== undefined && !first.host && !first.path) {
-    rest[0] = { ...first, host: '127.0.0.1' };
-  }
-  return listen.apply(this, rest);
-};
-
-// dev-env puts the PDS's databases and blobs under os.tmpdir(): give it a folder of our own.
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-atproto-'));
-process.env.TMPDIR = dataDir;
-const removeData = () => fs.rmSync(dataDir, { recursive: true, force: true });
+keepOnLoopback();
+const { remove: removeData } = privateTmpdir('herald-atproto-');
 
 const { TestNetworkNoAppView } = await import('@atproto/dev-env');
 

@@ -351,15 +351,7 @@ fn uri_and_cid(out: &Value) -> (String, String) {
 }
 
 async fn answer(sent: reqwest::Result<reqwest::Response>) -> (StatusCode, Value) {
-    let response = sent.expect("request to the PDS");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, value)
+    crate::helpers::json_answer(sent.expect("request to the PDS")).await
 }
 
 /// A loopback port free at the time of asking (bound, then released).

@@ -506,15 +506,7 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, value)
+        json_answer(request.send().await.expect("request")).await
     }
 
     pub async fn publish(
@@ -552,6 +544,18 @@ impl TestApp {
             .map(|n| n["itemId"].as_str().unwrap().to_string())
             .collect()
     }
+}
+
+/// A response's status and its body as JSON (`null` when empty, a string when not JSON).
+pub async fn json_answer(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
 }
 
 pub fn merge(target: &mut Value, extra: Value) {

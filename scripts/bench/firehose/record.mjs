@@ -21,11 +21,10 @@
 // --fixture records a small stream instead (3 accounts, a few writes each, an account
 // deactivated and reactivated, a handle changed): the frames kept in tests/fixtures/firehose.
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { frameRecord, load } from './deps.mjs';
+import { keepOnLoopback, privateTmpdir } from '../../atproto/loopback.mjs';
 
 const { values: args, positionals } = parseArgs({
   allowPositionals: true,
@@ -46,21 +45,9 @@ if (!(accounts >= 2) || !(commits >= 0) || !(concurrency >= 1)) {
   process.exit(2);
 }
 
-// The network binds every interface by default; keep it on loopback.
-const listen = net.Server.prototype.listen;
-net.Server.prototype.listen = function (...rest) {
-  const first = rest[0];
-  if (typeof first === 'number' || (typeof first === 'string' && /^\d+$/.test(first))) {
-    if (typeof rest[1] !== 'string') rest.splice(1, 0, '127.0.0.1');
-  } else if (first && typeof first === 'object' && first.port !== undefined && !first.host && !first.path) {
-    rest[0] = { ...first, host: '127.0.0.1' };
-  }
-  return listen.apply(this, rest);
-};
-// dev-env keeps the PDS's SQLite files and blobs under os.tmpdir(): a folder of our own.
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-firehose-record-'));
-process.env.TMPDIR = dataDir;
-process.on('exit', () => fs.rmSync(dataDir, { recursive: true, force: true }));
+keepOnLoopback();
+const { remove: removeData } = privateTmpdir('herald-firehose-record-');
+process.on('exit', removeData);
 
 const { TestNetworkNoAppView } = await load('@atproto/dev-env');
 const WebSocket = await load('ws');
