@@ -791,6 +791,27 @@ mod tests {
     }
 
     #[test]
+    fn the_relay_url_selects_the_firehose_and_must_be_a_websocket_or_http_url() {
+        let s = Settings::from_map(map(&[])).unwrap();
+        assert!(s.relay_url.is_none(), "Jetstream unless a relay is named");
+        assert_eq!((s.backfill_per_pds, s.backfill_concurrency), (4, 32));
+        for ok in [
+            "wss://bsky.network",
+            "ws://127.0.0.1:2583",
+            "https://relay.example",
+        ] {
+            let s = Settings::from_map(map(&[("HERALD_RELAY_URL", ok)])).unwrap();
+            assert_eq!(s.relay_url.unwrap().as_str().trim_end_matches('/'), ok);
+        }
+        for bad in ["ftp://relay.example", "not a url"] {
+            let err = Settings::from_map(map(&[("HERALD_RELAY_URL", bad)])).unwrap_err();
+            assert!(err.to_string().contains("HERALD_RELAY_URL"), "{err}");
+        }
+        let err = Settings::from_map(map(&[("HERALD_BACKFILL_PER_PDS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("HERALD_BACKFILL_PER_PDS"), "{err}");
+    }
+
+    #[test]
     fn callback_secrets_are_read_and_never_printed() {
         let s = Settings::from_map(map(&[
             (
