@@ -3,18 +3,16 @@
 //! it — every repository from `com.atproto.sync.listRepos`, minus inactive ones.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde::Deserialize;
 use url::Url;
 
 use super::BackfillError;
-use super::reader::rate_limit_wait;
+use super::retry::{Attempt, rate_limit_wait, with_retries, xrpc_error};
 use crate::model::COLLECTIONS;
 
 const PAGE: &str = "1000";
-const ATTEMPTS: usize = 6;
 
 #[derive(Deserialize)]
 struct Page {
@@ -110,58 +108,54 @@ async fn pages(
     }
 }
 
+/// One page, or `None` when the server does not implement `method`.
 async fn page(http: &reqwest::Client, url: &Url, method: &str) -> Result<Page, Listing> {
-    let failed = |detail: String| {
-        Listing::Failed(BackfillError::Http {
-            what: method.into(),
-            detail,
-        })
-    };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let wait = match http.get(url.clone()).send().await {
-            Ok(response) => {
-                let status = response.status();
-                if status.is_success() {
-                    return response
-                        .json::<Page>()
-                        .await
-                        .map_err(|e| failed(format!("unreadable page: {}", e.without_url())));
-                }
-                if status == StatusCode::TOO_MANY_REQUESTS {
-                    rate_limit_wait(response.headers())
-                } else if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
-                    Duration::from_millis(250 << attempt.min(6))
-                } else {
-                    let body = response.text().await.unwrap_or_default();
-                    let error = serde_json::from_str::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    // The reference PDS passes methods it lacks to its proxy, which asks for
-                    // auth first: `401 AuthMissing` means "not here" as much as a 404 does.
-                    if status == StatusCode::NOT_FOUND
-                        || status == StatusCode::NOT_IMPLEMENTED
-                        || status == StatusCode::UNAUTHORIZED
-                        || error == "MethodNotImplemented"
-                        || error == "XRPCNotSupported"
-                    {
-                        return Err(Listing::NotImplemented);
-                    }
-                    return Err(failed(format!("answered {status} {error}")));
-                }
-            }
-            Err(e) => {
-                if attempt >= ATTEMPTS {
-                    return Err(failed(e.without_url().to_string()));
-                }
-                Duration::from_millis(250 << attempt.min(6))
-            }
-        };
-        if attempt >= ATTEMPTS {
-            return Err(failed(format!("still failing after {ATTEMPTS} attempts")));
-        }
-        tokio::time::sleep(wait).await;
+    match with_retries(method, || page_attempt(http, url, method)).await {
+        Ok(Some(page)) => Ok(page),
+        Ok(None) => Err(Listing::NotImplemented),
+        Err(e) => Err(Listing::Failed(e)),
     }
+}
+
+async fn page_attempt(
+    http: &reqwest::Client,
+    url: &Url,
+    method: &str,
+) -> Result<Option<Page>, Attempt> {
+    let failed = |detail: String| BackfillError::Http {
+        what: method.into(),
+        detail,
+    };
+    let response = http
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| Attempt::Transient(failed(e.without_url().to_string())))?;
+    let status = response.status();
+    if status.is_success() {
+        return response
+            .json::<Page>()
+            .await
+            .map(Some)
+            .map_err(|e| Attempt::Final(failed(format!("unreadable page: {}", e.without_url()))));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let wait = rate_limit_wait(response.headers());
+        return Err(Attempt::RateLimited(failed("rate limited".into()), wait));
+    }
+    if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
+        return Err(Attempt::Transient(failed(format!("answered {status}"))));
+    }
+    let error = xrpc_error(&response.text().await.unwrap_or_default()).unwrap_or_default();
+    // The reference PDS passes methods it lacks to its proxy, which asks for auth first:
+    // `401 AuthMissing` means "not here" as much as a 404 does.
+    if status == StatusCode::NOT_FOUND
+        || status == StatusCode::NOT_IMPLEMENTED
+        || status == StatusCode::UNAUTHORIZED
+        || error == "MethodNotImplemented"
+        || error == "XRPCNotSupported"
+    {
+        return Ok(None);
+    }
+    Err(Attempt::Final(failed(format!("answered {status} {error}"))))
 }

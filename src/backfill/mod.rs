@@ -19,6 +19,7 @@
 mod list;
 mod progress;
 mod reader;
+mod retry;
 
 use std::collections::HashMap;
 use std::sync::Arc;

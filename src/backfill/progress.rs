@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -15,7 +16,7 @@ pub enum Progress {
     Bar(ProgressBar),
     Log {
         last: Mutex<Instant>,
-        total: Mutex<u64>,
+        total: AtomicU64,
     },
     Quiet,
 }
@@ -36,7 +37,7 @@ impl Progress {
         } else {
             Self::Log {
                 last: Mutex::new(Instant::now()),
-                total: Mutex::new(0),
+                total: AtomicU64::new(0),
             }
         }
     }
@@ -45,7 +46,7 @@ impl Progress {
         match self {
             Self::Bar(bar) => bar.set_length(total),
             Self::Log { total: t, .. } => {
-                *t.lock().unwrap_or_else(|p| p.into_inner()) = total;
+                t.store(total, Ordering::Relaxed);
                 tracing::info!(repos = total, "backfill: reading repositories");
             }
             Self::Quiet => {}
@@ -66,7 +67,7 @@ impl Progress {
                 let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
                 if last.elapsed() >= LOG_EVERY {
                     *last = Instant::now();
-                    let total = *total.lock().unwrap_or_else(|p| p.into_inner());
+                    let total = total.load(Ordering::Relaxed);
                     tracing::info!(
                         repos = seen,
                         of = total,

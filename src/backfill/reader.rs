@@ -7,21 +7,17 @@
 
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use reqwest::StatusCode;
 use url::Url;
 
 use super::BackfillError;
+use super::retry::{Attempt, rate_limit_wait, with_retries, xrpc_error};
 use crate::ingest::verify::Verifier;
 use crate::storage::{IndexOp, Store};
 
 /// Largest repository read. Herald needs only its own records, but `getRepo` serves the whole
 /// repository; the largest real ones are some hundreds of MB.
 const MAX_REPO_BYTES: usize = 512 * 1024 * 1024;
-/// Attempts per repository for transient failures (rate limits count too).
-const ATTEMPTS: usize = 6;
-/// Longest wait a rate limit can ask for before the repository is left for the next run.
-const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(300);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What one repository holds for Herald.
@@ -142,34 +138,7 @@ impl RepoReader {
 
 /// GETs a repository CAR, with retries.
 async fn fetch(http: &reqwest::Client, url: &Url, did: &str) -> Result<Vec<u8>, BackfillError> {
-    let mut delays = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(30))
-        .with_jitter()
-        .with_max_times(ATTEMPTS)
-        .build();
-    loop {
-        let wait = match attempt(http, url, did).await {
-            Ok(car) => return Ok(car),
-            Err(Attempt::Final(e)) => return Err(e),
-            Err(Attempt::RateLimited(e, wait)) => match delays.next() {
-                Some(_) if wait <= MAX_RATE_LIMIT_WAIT => wait,
-                _ => return Err(e),
-            },
-            Err(Attempt::Transient(e)) => match delays.next() {
-                Some(delay) => delay,
-                None => return Err(e),
-            },
-        };
-        tracing::debug!(%did, ?wait, "retrying getRepo");
-        tokio::time::sleep(wait).await;
-    }
-}
-
-enum Attempt {
-    Final(BackfillError),
-    Transient(BackfillError),
-    RateLimited(BackfillError, Duration),
+    with_retries(&format!("getRepo for {did}"), || attempt(http, url, did)).await
 }
 
 async fn attempt(http: &reqwest::Client, url: &Url, did: &str) -> Result<Vec<u8>, Attempt> {
@@ -196,10 +165,7 @@ async fn attempt(http: &reqwest::Client, url: &Url, did: &str) -> Result<Vec<u8>
     }
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
-        let error = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| status.to_string());
+        let error = xrpc_error(&body).unwrap_or_else(|| status.to_string());
         return Err(Attempt::Final(match error.as_str() {
             "RepoNotFound" | "RepoDeactivated" | "RepoTakendown" | "RepoSuspended" => {
                 BackfillError::Unavailable {
@@ -229,51 +195,4 @@ async fn attempt(http: &reqwest::Client, url: &Url, did: &str) -> Result<Vec<u8>
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// How long a `429` asks us to wait: `Retry-After` (seconds), else `RateLimit-Reset` (the
-/// reference PDS's header: a Unix time in seconds), else a second.
-pub(crate) fn rate_limit_wait(headers: &reqwest::header::HeaderMap) -> Duration {
-    let number = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    if let Some(seconds) = number("retry-after") {
-        return Duration::from_secs(seconds);
-    }
-    if let Some(reset) = number("ratelimit-reset") {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        return Duration::from_secs(reset.saturating_sub(now).max(1));
-    }
-    Duration::from_secs(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
-
-    #[test]
-    fn rate_limit_hints_are_read_from_either_header() {
-        let mut h = HeaderMap::new();
-        assert_eq!(rate_limit_wait(&h), Duration::from_secs(1));
-        h.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(rate_limit_wait(&h), Duration::from_secs(7));
-        let mut h = HeaderMap::new();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        h.insert(
-            "ratelimit-reset",
-            HeaderValue::from_str(&(now + 30).to_string()).unwrap(),
-        );
-        let wait = rate_limit_wait(&h);
-        assert!((29..=30).contains(&wait.as_secs()), "{wait:?}");
-    }
 }

@@ -100,10 +100,6 @@ impl Ingest {
         // writing the current one (the writer is the bottleneck; it should never wait).
         let (frames_tx, frames_rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (parsed_tx, parsed_rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let verifier = verify::Verifier {
-            resolver: self.resolver.clone(),
-            lexicons: self.lexicons.clone(),
-        };
         let (subscribe, parser): (Url, tokio::task::JoinHandle<()>) = match &self.source {
             Source::Jetstream(url) => (
                 url.clone(),
@@ -118,6 +114,10 @@ impl Ingest {
             Source::Relay(url) => (
                 relay::subscribe_base(url),
                 tokio::spawn({
+                    let verifier = verify::Verifier {
+                        resolver: self.resolver.clone(),
+                        lexicons: self.lexicons.clone(),
+                    };
                     let stage = relay::Stage {
                         repos: crate::backfill::RepoReader::new(
                             verifier.clone(),
