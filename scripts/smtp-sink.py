@@ -15,6 +15,8 @@ Fault injection by recipient local part, answered at RCPT TO:
 Options:
   --starttls CERT KEY   offer STARTTLS with this certificate and key (PEM files)
   --auth USER:PASS      require AUTH (PLAIN/LOGIN) with these credentials, allowed without TLS
+  --pipelining          advertise PIPELINING (RFC 2920); aiosmtpd reads commands in order
+                        from its stream either way, so a pipelined client is served as usual
 
 It exits when its stdin closes, so a test that dies never leaves it running.
 """
@@ -66,6 +68,13 @@ class Sink:
         return "250 OK"
 
 
+class PipeliningSink(Sink):
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        # After the greeting line, before the last ("250 HELP").
+        return responses[:1] + ["250-PIPELINING"] + responses[1:]
+
+
 class EphemeralPortController(Controller):
     """aiosmtpd's Controller, bound to port 0.
 
@@ -83,6 +92,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))
     parser.add_argument("--auth", metavar="USER:PASS")
+    parser.add_argument("--pipelining", action="store_true")
     args = parser.parse_args()
 
     # aiosmtpd logs every session at INFO; only real trouble belongs on the test's stderr.
@@ -119,7 +129,10 @@ def main() -> int:
         smtp_kwargs["auth_required"] = True
 
     controller = EphemeralPortController(
-        Sink(), hostname="127.0.0.1", port=0, **smtp_kwargs
+        PipeliningSink() if args.pipelining else Sink(),
+        hostname="127.0.0.1",
+        port=0,
+        **smtp_kwargs,
     )
     controller.start()
     emit(str(controller.port))

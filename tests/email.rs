@@ -624,3 +624,88 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTzR3NW0zKLbldJzh
 emydo9JZm9CLcogMPLYSp6c7A8gIxIYilBPrNUeA3m1BzTjYOCok3dsh
 -----END PRIVATE KEY-----
 ";
+
+async fn pipelining_server() -> SmtpServer {
+    SmtpServer::start_with(SmtpServerOptions {
+        pipelining: true,
+        ..Default::default()
+    })
+    .await
+    .expect("start the SMTP test server")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_pipelining_many_sends_arrive_whole_and_in_step() {
+    let smtp = pipelining_server().await;
+    let sender = sender_for(&smtp.url());
+
+    let sends = (0..40).map(|i| {
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            // A line that starts with a dot must arrive as written (dot-stuffing).
+            let text = format!("Item {i}\n.leading dot\nend");
+            sender
+                .send(&OutgoingEmail {
+                    idempotency_key: Some(format!("pipelined-{i}")),
+                    text,
+                    ..email(&format!("member{i}@example.org"))
+                })
+                .await
+        })
+    });
+    for result in futures_util::future::join_all(sends).await {
+        result.expect("task").expect("sent");
+    }
+
+    let got = smtp.wait_for(40, WAIT).await;
+    assert_eq!(got.len(), 40);
+    for m in &got {
+        let id = m.header("Message-ID").expect("a Message-ID");
+        let i = id
+            .trim_start_matches("<pipelined-")
+            .trim_end_matches("@herald.test>");
+        assert_eq!(m.rcpt_tos, vec![format!("member{i}@example.org")]);
+        assert_eq!(
+            lf(&m.text_body()),
+            format!("Item {i}\n.leading dot\nend"),
+            "{}",
+            m.raw
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_pipelining_a_refused_recipient_does_not_spoil_the_pooled_connection() {
+    let smtp = pipelining_server().await;
+    let sender = sender_for(&smtp.url());
+
+    for round in 0..3 {
+        let err = sender
+            .send(&email("fail5xx@example.org"))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            err,
+            SendError::Gone {
+                reason: "smtp 550 5.1.1 (mailbox unavailable)".into()
+            },
+            "round {round}"
+        );
+        let err = sender
+            .send(&email("fail4xx@example.org"))
+            .await
+            .expect_err("deferred");
+        assert!(err.is_transient(), "{err:?}");
+        sender
+            .send(&email("member@example.org"))
+            .await
+            .expect("delivered after refusals");
+    }
+
+    let got = smtp.wait_for(3, WAIT).await;
+    assert_eq!(got.len(), 3);
+    assert!(
+        got.iter()
+            .all(|m| m.rcpt_tos == vec!["member@example.org".to_string()])
+    );
+}

@@ -1,28 +1,27 @@
 //! Email over SMTP: builds one message for one recipient and hands it to the operator's relay
-//! over a pool of connections this module opens itself.
+//! over a pool of SMTP sessions.
 //!
 //! Owns the SMTP URL contract (`HERALD_SMTP_URL`), the MIME shape of what Herald sends, the
-//! Message-ID (our idempotency key for SMTP), the connections to the relay and the
+//! Message-ID (our idempotency key for SMTP), the pool of sessions with the relay and the
 //! classification of SMTP failures into [`SendError`] kinds. Must not touch: storage,
-//! templates, who receives what.
+//! templates, who receives what, or the SMTP conversation itself ([`super::smtp`]).
 //!
 //! ```text
-//! OutgoingEmail ──build──▶ lettre Message ──pooled SMTP connection──▶ relay
+//! OutgoingEmail ──build──▶ lettre Message ──pooled SMTP session──▶ relay
 //!                 (From, To, Subject, Message-ID, extra headers;         │
 //!                  text/plain, or multipart/alternative with html)      ▼
 //!                                          Sent { provider_id: Message-ID } / SendError
 //!
-//! pool (deadpool, ≤ 64) ──create──▶ TCP, TCP_NODELAY ─▶ [TLS: smtps://] ─▶ EHLO
-//!        │                                    ─▶ [STARTTLS ─▶ EHLO] ─▶ [AUTH]
+//! pool (deadpool, ≤ 64, LIFO) ──create──▶ smtp::Dial::open (TCP_NODELAY, TLS, EHLO, AUTH)
 //!        └──────────────recycle──▶ dropped if broken, closed by the relay, or
 //!                                  idle ≥ 5 s and not answering NOOP
 //! ```
 //!
-//! Why our own pool rather than lettre's: lettre never sets TCP_NODELAY and writes a message
-//! and its closing `.` in two writes, so Nagle's algorithm held every message until the
-//! relay's delayed ACK (~40 ms; the email rate more than doubled without it), and its pool
-//! cannot be given our sockets (its executor trait is sealed). lettre still speaks SMTP on
-//! each connection ([`AsyncSmtpConnection`]).
+//! Why not lettre's transport: its connection waits for each reply before the next command
+//! (no PIPELINING) and writes a message and its closing `.` in two writes without
+//! TCP_NODELAY, and its pool cannot be given our sockets (its executor trait is sealed).
+//! lettre still builds and DKIM-signs every message, and [`super::smtp`] speaks with lettre's
+//! commands and reply parser.
 //!
 //! Invariants:
 //! - Nothing this module returns or logs contains the recipient address or an SMTP
@@ -33,16 +32,11 @@
 //!   carries the same Message-ID and receiving systems can tell it is the same message.
 //! - Extra headers cannot replace the ones this module sets, and their values are RFC 2047
 //!   encoded by lettre when not plain ASCII, so a CR/LF in a value cannot inject a header.
-//! - A connection goes back to the pool only between transactions: one whose send failed
+//! - A session goes back to the pool only between transactions: one whose send failed
 //!   mid-way or ran out of time is closed, never handed to the next message.
 
-use std::io;
-use std::net::SocketAddr;
-use std::os::fd::AsFd;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool::managed::{
     self, Metrics, Object, Pool, PoolError, QueueMode, RecycleError, RecycleResult,
@@ -55,16 +49,14 @@ use lettre::message::dkim::{
 };
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::extension::ClientId;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use url::Url;
 
+use super::smtp::{Dial, Failure, Session, Tls};
 use super::{SendError, Sent};
 use crate::settings::{DkimSettings, ProviderSettings};
 
@@ -341,23 +333,22 @@ impl EmailSender {
         }
     }
 
-    /// One SMTP transaction on a pooled connection. Cancelled (the send's time ran out), it
-    /// closes the connection rather than return it mid-transaction.
+    /// One SMTP transaction on a pooled session. Cancelled (the send's time ran out), it
+    /// closes the session rather than return it mid-transaction.
     async fn transmit(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), Failure> {
-        let connection = self.inner.pool.get().await.map_err(Failure::of_pool)?;
-        let mut checkout = Checkout(Some(connection));
-        let Some(connection) = checkout.0.as_deref_mut() else {
+        let session = self.inner.pool.get().await.map_err(pool_failure)?;
+        let mut checkout = Checkout(Some(session));
+        let Some(session) = checkout.0.as_deref_mut() else {
             // Never: it was put there on the line above.
             return Err(Failure::Connection(None));
         };
-        let sent = connection.smtp.send(envelope, raw).await;
-        connection.last_reply = Instant::now();
-        // lettre aborts the connection on a failed command (`has_broken`); a refusal before
-        // any command (8BITMIME, SMTPUTF8) leaves it between transactions and reusable.
-        if !connection.smtp.has_broken() {
+        let sent = session.send(envelope, raw).await;
+        // A refused message leaves the session between transactions and reusable; a broken
+        // one is closed.
+        if !session.is_broken() {
             checkout.release();
         }
-        sent.map(drop).map_err(|err| Failure::of(&err))
+        sent
     }
 
     fn build(&self, email: &OutgoingEmail, message_id: &str) -> Result<Message, SendError> {
@@ -407,128 +398,71 @@ impl EmailSender {
     }
 }
 
-/// Opens and vets connections to the relay: the pool's manager. Not `Debug`: it holds the
+/// Opens and vets sessions with the relay: the pool's manager. Not `Debug`: it holds the
 /// credentials.
 struct Relay {
     endpoint: Endpoint,
-    hello: ClientId,
-    credentials: Option<Credentials>,
-    tls: RelayTls,
-}
-
-/// The TLS a connection to the relay gets, prepared once per sender.
-enum RelayTls {
-    None,
-    /// STARTTLS by lettre, with the settings its own transport used (webpki roots); required
-    /// or opportunistic as [`Endpoint::security`] says.
-    StartTls(TlsParameters),
-    /// smtps://, set up here so the TCP socket under the TLS is ours (TCP_NODELAY).
-    Implicit(TlsConnector),
+    dial: Dial,
 }
 
 impl Relay {
     fn new(url: SmtpUrl) -> Result<Self, EmailConfigError> {
-        let unusable = || EmailConfigError::InvalidUrl("TLS could not be set up".into());
-        let host = bare_host(&url.endpoint.host).to_string();
+        let connector = || {
+            tls_config()
+                .map(TlsConnector::from)
+                .map_err(|_| EmailConfigError::InvalidUrl("TLS could not be set up".into()))
+        };
         let tls = match url.endpoint.security {
-            Security::Plain => RelayTls::None,
-            Security::StartTls | Security::Opportunistic => {
-                RelayTls::StartTls(TlsParameters::new(host).map_err(|_| unusable())?)
-            }
-            Security::Implicit => RelayTls::Implicit(TlsConnector::from(
-                implicit_tls_config().map_err(|_| unusable())?,
-            )),
+            Security::Plain => Tls::None,
+            Security::StartTls | Security::Opportunistic => Tls::Starttls {
+                required: url.endpoint.security == Security::StartTls,
+                connector: connector()?,
+            },
+            Security::Implicit => Tls::Implicit(connector()?),
         };
         Ok(Self {
+            dial: Dial {
+                host: url.endpoint.host.clone(),
+                port: url.endpoint.port,
+                hello: url.hello_name.map(ClientId::Domain).unwrap_or_default(),
+                tls,
+                credentials: url.credentials,
+            },
             endpoint: url.endpoint,
-            hello: url.hello_name.map(ClientId::Domain).unwrap_or_default(),
-            credentials: url.credentials,
-            tls,
-        })
-    }
-
-    /// A new connection, ready for MAIL FROM: TCP, TLS as the URL asked, EHLO, AUTH.
-    async fn connect(&self) -> Result<Connection, Failure> {
-        let host = bare_host(&self.endpoint.host);
-        let tcp = open_tcp(host, self.endpoint.port).await?;
-        let probe = Probe::of(&tcp).map_err(|e| Failure::of_io(&e))?;
-        let stream: Box<dyn AsyncTokioStream> = match &self.tls {
-            RelayTls::Implicit(connector) => {
-                let name = ServerName::try_from(host.to_string())
-                    .map_err(|_| Failure::Connection(None))?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| Failure::of_io(&e))?;
-                Box::new(ImplicitTls(tls))
-            }
-            RelayTls::None | RelayTls::StartTls(_) => Box::new(tcp),
-        };
-        let smtp_failure = |err: lettre::transport::smtp::Error| Failure::of(&err);
-        let mut smtp = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
-            .await
-            .map_err(smtp_failure)?;
-        if let RelayTls::StartTls(parameters) = &self.tls {
-            if smtp.can_starttls() {
-                smtp.starttls(parameters.clone(), &self.hello)
-                    .await
-                    .map_err(smtp_failure)?;
-            } else if self.endpoint.security == Security::StartTls {
-                return Err(Failure::Refused(NO_STARTTLS));
-            }
-        }
-        if let Some(credentials) = &self.credentials {
-            smtp.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                .await
-                .map_err(smtp_failure)?;
-        }
-        Ok(Connection {
-            smtp,
-            probe,
-            last_reply: Instant::now(),
         })
     }
 }
 
 impl managed::Manager for Relay {
-    type Type = Connection;
+    type Type = Session;
     type Error = Failure;
 
-    async fn create(&self) -> Result<Connection, Failure> {
-        self.connect().await
+    async fn create(&self) -> Result<Session, Failure> {
+        self.dial.open().await
     }
 
-    /// Runs before a pooled connection carries a message; an error closes it and the pool
-    /// takes another, or opens one, so a connection the relay dropped never costs a delivery.
-    async fn recycle(&self, connection: &mut Connection, _: &Metrics) -> RecycleResult<Failure> {
-        if connection.smtp.has_broken() {
+    /// Runs before a pooled session carries a message; an error closes it and the pool
+    /// takes another, or opens one, so a session the relay dropped never costs a delivery.
+    async fn recycle(&self, session: &mut Session, _: &Metrics) -> RecycleResult<Failure> {
+        if session.is_broken() {
             return Err(RecycleError::message("broken"));
         }
-        if !connection.probe.is_quiet() {
+        if !session.is_quiet() {
             return Err(RecycleError::message("closed by the relay"));
         }
-        if connection.last_reply.elapsed() >= IDLE_CHECK_AFTER {
-            let alive = tokio::time::timeout(NOOP_TIMEOUT, connection.smtp.test_connected())
+        if session.last_reply().elapsed() >= IDLE_CHECK_AFTER {
+            let alive = tokio::time::timeout(NOOP_TIMEOUT, session.noop())
                 .await
                 .unwrap_or(false);
             if !alive {
                 return Err(RecycleError::message("no answer to NOOP"));
             }
-            connection.last_reply = Instant::now();
         }
         Ok(())
     }
 }
 
-/// One SMTP session with the relay, between transactions while in the pool.
-struct Connection {
-    smtp: AsyncSmtpConnection,
-    probe: Probe,
-    /// When the relay last answered on it, for [`IDLE_CHECK_AFTER`].
-    last_reply: Instant,
-}
-
-/// A connection taken from the pool for one transaction. Dropped without [`Self::release`]
+/// A session taken from the pool for one transaction. Dropped without [`Self::release`]
 /// (the send failed mid-way, or its future was dropped when time ran out) it leaves the pool
 /// and closes, since nobody knows where in the transaction it stopped.
 struct Checkout(Option<Object<Relay>>);
@@ -542,65 +476,15 @@ impl Checkout {
 
 impl Drop for Checkout {
     fn drop(&mut self) {
-        if let Some(connection) = self.0.take() {
-            drop(Object::take(connection));
+        if let Some(session) = self.0.take() {
+            drop(Object::take(session));
         }
     }
 }
 
-/// A second handle on a connection's socket, to see without a round trip whether the relay
-/// closed the connection (or said something out of turn) while it sat in the pool.
-struct Probe(std::net::TcpStream);
-
-impl Probe {
-    fn of(tcp: &TcpStream) -> io::Result<Self> {
-        let socket = std::net::TcpStream::from(tcp.as_fd().try_clone_to_owned()?);
-        // Already so (the flag belongs to the socket both handles share, and Tokio set it),
-        // but said here because a blocking peek would stall the runtime.
-        socket.set_nonblocking(true)?;
-        Ok(Self(socket))
-    }
-
-    /// True while nothing waits to be read. A relay speaks only when asked, except to say it
-    /// is closing (a 421, or the end of the stream), so anything waiting, or an error,
-    /// means the connection is not fit to carry a message.
-    fn is_quiet(&self) -> bool {
-        matches!(self.0.peek(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-    }
-}
-
-/// Connects to the first of the host's addresses that answers, with TCP_NODELAY: lettre
-/// writes a message and its closing `.` separately, and with Nagle's algorithm the second
-/// write waits for the relay's delayed ACK (~40 ms per message).
-async fn open_tcp(host: &str, port: u16) -> Result<TcpStream, Failure> {
-    let addresses = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| Failure::of_io(&e))?;
-    let mut last = None;
-    for address in addresses {
-        match tokio::time::timeout(SMTP_TIMEOUT, TcpStream::connect(address)).await {
-            Ok(Ok(stream)) => {
-                stream.set_nodelay(true).map_err(|e| Failure::of_io(&e))?;
-                return Ok(stream);
-            }
-            Ok(Err(e)) => last = Some(Failure::of_io(&e)),
-            Err(_) => last = Some(Failure::Connection(Some(io::ErrorKind::TimedOut))),
-        }
-    }
-    Err(last.unwrap_or(Failure::Connection(None)))
-}
-
-/// The host as DNS and TLS want it: an IPv6 literal without its URL brackets.
-fn bare_host(host: &str) -> &str {
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-}
-
-/// The TLS client for smtps://: the roots and crypto provider lettre uses for STARTTLS
-/// (webpki roots; the process default provider, else ring), so both modes trust the same
-/// certificates.
-fn implicit_tls_config() -> Result<Arc<ClientConfig>, rustls::Error> {
+/// The TLS client for STARTTLS and smtps://: the webpki roots, with the process default
+/// crypto provider, else ring.
+fn tls_config() -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
@@ -611,58 +495,6 @@ fn implicit_tls_config() -> Result<Arc<ClientConfig>, rustls::Error> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
-}
-
-/// An smtps:// stream in the shape lettre's `connect_with_transport` takes. lettre sees it as
-/// plain TCP, so its `is_encrypted` is false on these connections; that only matters to
-/// `can_starttls`, which is never asked for smtps://.
-#[derive(Debug)]
-struct ImplicitTls(tokio_rustls::client::TlsStream<TcpStream>);
-
-impl AsyncRead for ImplicitTls {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ImplicitTls {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl AsyncTokioStream for ImplicitTls {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.0.get_ref().0.peer_addr()
-    }
 }
 
 /// Headers a DKIM signature covers (when the message has them).
@@ -811,126 +643,15 @@ fn is_field_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 76 && s.bytes().all(|b| (33..=126).contains(&b) && b != b':')
 }
 
-/// An SMTP failure reduced to what may be logged: no server text, no address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Failure {
-    /// A negative reply: the code and, when the server gave one, the enhanced status code.
-    Reply {
-        code: u16,
-        enhanced: Option<String>,
-    },
-    TimedOut,
-    /// Could not connect, or the connection broke; the IO error kind when there was one.
-    Connection(Option<std::io::ErrorKind>),
-    /// TLS failed; `certificate` when it was the server's certificate that was refused.
-    Tls {
-        certificate: bool,
-    },
-    /// The server's reply could not be parsed.
-    Garbled,
-    /// The client refused to go on (a capability the message or the URL needs is missing).
-    Refused(&'static str),
-    Shutdown,
-}
-
-impl Failure {
-    fn of(err: &lettre::transport::smtp::Error) -> Self {
-        use std::error::Error as _;
-        if let Some(code) = err.status() {
-            let text = err.source().map(|s| s.to_string()).unwrap_or_default();
-            return Failure::Reply {
-                code: code.into(),
-                enhanced: enhanced_status(&text),
-            };
-        }
-        if err.is_timeout() {
-            return Failure::TimedOut;
-        }
-        if err.is_tls() {
-            return Failure::Tls { certificate: false };
-        }
-        if err.is_transport_shutdown() {
-            return Failure::Shutdown;
-        }
-        if err.is_response() {
-            return Failure::Garbled;
-        }
-        if err.is_client() {
-            let text = err.source().map(|s| s.to_string()).unwrap_or_default();
-            return Failure::Refused(client_refusal(&text));
-        }
-        // lettre's remaining kinds are connection and network errors.
-        let mut source = err.source();
-        while let Some(e) = source {
-            if let Some(io) = e.downcast_ref::<io::Error>() {
-                return Failure::of_io(io);
-            }
-            source = e.source();
-        }
-        Failure::Connection(None)
+/// A pool error as the failure it stands for.
+fn pool_failure(err: PoolError<Failure>) -> Failure {
+    match err {
+        PoolError::Backend(failure) => failure,
+        PoolError::Timeout(_) => Failure::TimedOut,
+        PoolError::Closed => Failure::Shutdown,
+        // The pool has neither timeouts of its own nor hooks.
+        PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => Failure::Connection(None),
     }
-
-    /// An IO error on the way to the relay: ours (connect, smtps:// handshake) or lettre's.
-    fn of_io(io: &io::Error) -> Self {
-        // tokio-rustls reports a failed handshake as an InvalidData IO error on the stream,
-        // not as a TLS error of its own.
-        if io.kind() == io::ErrorKind::InvalidData {
-            let text = io.get_ref().map(|e| e.to_string()).unwrap_or_default();
-            return Failure::Tls {
-                certificate: text.contains("certificate"),
-            };
-        }
-        Failure::Connection(Some(io.kind()))
-    }
-
-    fn of_pool(err: PoolError<Failure>) -> Self {
-        match err {
-            PoolError::Backend(failure) => failure,
-            PoolError::Timeout(_) => Failure::TimedOut,
-            PoolError::Closed => Failure::Shutdown,
-            // The pool has neither timeouts of its own nor hooks.
-            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
-                Failure::Connection(None)
-            }
-        }
-    }
-}
-
-/// Why a `tls=required` send refuses a relay that does not offer STARTTLS.
-const NO_STARTTLS: &str = "the server does not offer STARTTLS";
-
-/// lettre's client-side refusals, mapped to fixed texts so nothing dynamic is passed on.
-fn client_refusal(text: &str) -> &'static str {
-    if text.contains("SMTPUTF8") {
-        "the server does not accept non-ASCII addresses (no SMTPUTF8)"
-    } else if text.contains("8BITMIME") {
-        "the server does not accept 8-bit content (no 8BITMIME)"
-    } else if text.contains("authentication mechanism") {
-        "no authentication mechanism in common with the server"
-    } else if text.contains("STARTTLS") {
-        NO_STARTTLS
-    } else if text.contains("not encrypted") {
-        "the connection is not encrypted"
-    } else {
-        "the SMTP client refused to send"
-    }
-}
-
-/// The RFC 3463 enhanced status code at the start of a reply's text (`5.1.1`), if any.
-fn enhanced_status(text: &str) -> Option<String> {
-    let token = text.split_whitespace().next()?;
-    let mut parts = token.split('.');
-    let class = parts.next()?;
-    let subject = parts.next()?;
-    let detail = parts.next()?;
-    let digits = |s: &str, max: usize| {
-        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
-    };
-    (parts.next().is_none()
-        && matches!(class, "2" | "4" | "5")
-        && digits(subject, 3)
-        && digits(detail, 3))
-    .then(|| token.to_string())
 }
 
 /// A few words for the common reply codes, so a log line reads without an RFC at hand.
@@ -1003,6 +724,10 @@ fn classify(failure: &Failure) -> SendError {
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+
+    use tokio::io::{AsyncRead, AsyncWrite};
+
     use super::*;
 
     fn sender(url: &str) -> Result<EmailSender, EmailConfigError> {
@@ -1254,22 +979,6 @@ mod tests {
     }
 
     #[test]
-    fn enhanced_status_codes_are_read_from_the_reply_text() {
-        assert_eq!(
-            enhanced_status("5.1.1 <member@example.org>: No such user").as_deref(),
-            Some("5.1.1")
-        );
-        assert_eq!(
-            enhanced_status("4.3.0 Try again later").as_deref(),
-            Some("4.3.0")
-        );
-        assert_eq!(enhanced_status("No such user member@example.org"), None);
-        assert_eq!(enhanced_status("5.1 short"), None);
-        assert_eq!(enhanced_status("7.1.1 bad class"), None);
-        assert_eq!(enhanced_status(""), None);
-    }
-
-    #[test]
     fn four_hundreds_are_transient_and_five_hundreds_permanent() {
         let reply = |code, enhanced: Option<&str>| Failure::Reply {
             code,
@@ -1316,23 +1025,11 @@ mod tests {
         assert!(classify(&Failure::Garbled).is_transient());
         assert!(classify(&Failure::Shutdown).is_transient());
         assert!(matches!(
-            classify(&Failure::Refused(client_refusal(
-                "Message contains non-ascii chars but server does not support 8BITMIME"
-            ))),
+            classify(&Failure::Refused(
+                "the server does not accept 8-bit content (no 8BITMIME)"
+            )),
             SendError::Permanent { .. }
         ));
-    }
-
-    #[test]
-    fn client_refusals_map_to_fixed_texts() {
-        assert_eq!(
-            client_refusal("No compatible authentication mechanism was found"),
-            "no authentication mechanism in common with the server"
-        );
-        assert_eq!(
-            client_refusal("something about member@example.org"),
-            "the SMTP client refused to send"
-        );
     }
 
     /// What a [`relay`] saw.
@@ -1340,6 +1037,8 @@ mod tests {
     struct Seen {
         connections: std::sync::atomic::AtomicUsize,
         messages: std::sync::atomic::AtomicUsize,
+        /// Every command's verb, in order, across connections.
+        verbs: std::sync::Mutex<Vec<String>>,
     }
 
     impl Seen {
@@ -1349,12 +1048,38 @@ mod tests {
         fn messages(&self) -> usize {
             self.messages.load(std::sync::atomic::Ordering::SeqCst)
         }
+        fn verbs(&self) -> Vec<String> {
+            self.verbs.lock().expect("verbs").clone()
+        }
     }
 
-    /// A minimal SMTP server on 127.0.0.1 that accepts every message, over TLS when given an
-    /// acceptor; with `refuse_noop` it answers NOOP 421 without closing, as a relay that is
-    /// shutting down might.
+    /// How a [`relay`] behaves beyond accepting mail.
+    #[derive(Clone, Copy, Default)]
+    struct Script {
+        /// Answer NOOP 421 without closing, as a relay that is shutting down might.
+        refuse_noop: bool,
+        /// Offer PIPELINING, and hold back the replies to MAIL and RCPT until DATA has
+        /// arrived: a client that waits for each reply before the next command stalls.
+        pipelining: bool,
+        /// Answer DATA 354 even when every recipient was refused (RFC 2920 §3.1 allows it).
+        data_after_refusal: bool,
+    }
+
+    /// A minimal SMTP server on 127.0.0.1 that accepts every message except to recipients
+    /// whose address starts with `bounce` (550 5.1.1, with the address in the text as real
+    /// servers have it), over TLS when given an acceptor.
     async fn relay(tls: Option<tokio_rustls::TlsAcceptor>, refuse_noop: bool) -> (u16, Arc<Seen>) {
+        let script = Script {
+            refuse_noop,
+            ..Script::default()
+        };
+        scripted_relay(tls, script).await
+    }
+
+    async fn scripted_relay(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        script: Script,
+    ) -> (u16, Arc<Seen>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -1370,10 +1095,10 @@ mod tests {
                 tokio::spawn(async move {
                     let _ = match tls {
                         Some(acceptor) => match acceptor.accept(tcp).await {
-                            Ok(stream) => speak_smtp(stream, &counts, refuse_noop).await,
+                            Ok(stream) => speak_smtp(stream, &counts, script).await,
                             Err(e) => Err(e),
                         },
-                        None => speak_smtp(tcp, &counts, refuse_noop).await,
+                        None => speak_smtp(tcp, &counts, script).await,
                     };
                 });
             }
@@ -1384,33 +1109,69 @@ mod tests {
     async fn speak_smtp<S: AsyncRead + AsyncWrite + Unpin>(
         stream: S,
         seen: &Seen,
-        refuse_noop: bool,
+        script: Script,
     ) -> io::Result<()> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
         let (read, mut write) = tokio::io::split(stream);
         let mut lines = tokio::io::BufReader::new(read).lines();
         write.write_all(b"220 test ESMTP\r\n").await?;
         let mut in_data = false;
+        let mut data_lines = 0;
+        let mut recipients = 0;
+        // Replies held back until DATA, when pipelining.
+        let mut held: Vec<u8> = Vec::new();
         while let Some(line) = lines.next_line().await? {
             let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+            if !in_data {
+                seen.verbs.lock().expect("verbs").push(verb.clone());
+            }
             let reply: &[u8] = match (in_data, verb.as_str()) {
                 (true, _) if line == "." => {
                     in_data = false;
-                    seen.messages
-                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    recipients = 0;
+                    // A lone dot ends a DATA the client did not mean to send.
+                    if std::mem::take(&mut data_lines) > 0 {
+                        seen.messages
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                     b"250 2.0.0 queued\r\n"
                 }
-                (true, _) => continue,
+                (true, _) => {
+                    data_lines += 1;
+                    continue;
+                }
+                (false, "EHLO") if script.pipelining => {
+                    b"250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+                }
                 (false, "EHLO") => b"250-test\r\n250 8BITMIME\r\n",
+                (false, "RCPT") if line.to_ascii_lowercase().contains("<bounce") => {
+                    b"550 5.1.1 <bounce@example.org>: Recipient address rejected\r\n"
+                }
+                (false, "RCPT") => {
+                    recipients += 1;
+                    b"250 OK\r\n"
+                }
+                (false, "DATA") if recipients == 0 && !script.data_after_refusal => {
+                    b"554 5.5.1 Error: no valid recipients\r\n"
+                }
                 (false, "DATA") => {
                     in_data = true;
                     b"354 go ahead\r\n"
                 }
-                (false, "NOOP") if refuse_noop => b"421 4.3.2 shutting down\r\n",
+                (false, "RSET") => {
+                    recipients = 0;
+                    b"250 OK\r\n"
+                }
+                (false, "NOOP") if script.refuse_noop => b"421 4.3.2 shutting down\r\n",
                 (false, "QUIT") => b"221 bye\r\n",
                 _ => b"250 OK\r\n",
             };
-            write.write_all(reply).await?;
+            held.extend_from_slice(reply);
+            if script.pipelining && matches!(verb.as_str(), "MAIL" | "RCPT") {
+                continue;
+            }
+            write.write_all(&held).await?;
+            held.clear();
         }
         Ok(())
     }
@@ -1434,19 +1195,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_pipelining_the_envelope_goes_out_in_one_write() {
+        let script = Script {
+            pipelining: true,
+            ..Script::default()
+        };
+        let (port, seen) = scripted_relay(None, script).await;
+        let sender = sender_over(plain_relay(port));
+
+        // The relay answers MAIL and RCPT only once DATA has arrived: a client waiting for
+        // each reply would stall here.
+        for _ in 0..3 {
+            tokio::time::timeout(Duration::from_secs(5), sender.send(&note()))
+                .await
+                .expect("no stall: the commands were pipelined")
+                .expect("sent");
+        }
+
+        assert_eq!((seen.connections(), seen.messages()), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn a_refused_recipient_leaves_the_session_in_step_for_the_next_message() {
+        for (pipelining, data_after_refusal) in [(false, false), (true, false), (true, true)] {
+            let script = Script {
+                pipelining,
+                data_after_refusal,
+                ..Script::default()
+            };
+            let (port, seen) = scripted_relay(None, script).await;
+            let sender = sender_over(plain_relay(port));
+            let bounce = OutgoingEmail {
+                to: "bounce@example.org".into(),
+                ..note()
+            };
+
+            let err = sender.send(&bounce).await.expect_err("refused");
+            assert_eq!(
+                err,
+                SendError::Gone {
+                    reason: "smtp 550 5.1.1 (mailbox unavailable)".into()
+                },
+                "pipelining {pipelining}, data after refusal {data_after_refusal}"
+            );
+            sender.send(&note()).await.expect("the next message goes");
+
+            assert_eq!(
+                (seen.connections(), seen.messages()),
+                (1, 1),
+                "one session, and only the real message counted"
+            );
+            assert!(
+                seen.verbs().contains(&"RSET".to_string()),
+                "{:?}",
+                seen.verbs()
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn sockets_from_the_connection_factory_have_nodelay_set() {
         let (port, seen) = relay(None, false).await;
 
-        let tcp = open_tcp("127.0.0.1", port).await.expect("connected");
-        assert!(tcp.nodelay().expect("nodelay"));
-
-        let connection = plain_relay(port).connect().await.expect("smtp session");
-        assert!(connection.probe.0.nodelay().expect("nodelay"));
-        assert!(
-            connection.probe.is_quiet(),
-            "the relay has said all it had to"
-        );
-        assert_eq!(seen.connections(), 2);
+        let session = plain_relay(port).dial.open().await.expect("smtp session");
+        assert!(session.nodelay());
+        assert!(session.is_quiet(), "the relay has said all it had to");
+        assert_eq!(seen.connections(), 1);
     }
 
     #[tokio::test]
@@ -1480,7 +1294,7 @@ mod tests {
         let url = check_url(&format!("smtps://127.0.0.1:{port}")).expect("valid");
         let mut relay = Relay::new(url).expect("relay");
         // The real roots would refuse the test CA; everything else is as configured.
-        relay.tls = RelayTls::Implicit(TlsConnector::from(Arc::new(client)));
+        relay.dial.tls = Tls::Implicit(TlsConnector::from(Arc::new(client)));
         let sender = sender_over(relay);
 
         sender.send(&note()).await.expect("sent over smtps");
@@ -1488,7 +1302,7 @@ mod tests {
 
         assert_eq!((seen.connections(), seen.messages()), (1, 2));
         let pooled = sender.inner.pool.get().await.expect("pooled");
-        assert!(pooled.probe.0.nodelay().expect("nodelay"));
+        assert!(pooled.nodelay());
     }
 
     #[tokio::test]
@@ -1499,9 +1313,11 @@ mod tests {
             sender.send(&note()).await.expect("first");
             {
                 let mut pooled = sender.inner.pool.get().await.expect("pooled");
-                pooled.last_reply = Instant::now()
-                    .checked_sub(IDLE_CHECK_AFTER * 2)
-                    .expect("the clock is past that");
+                pooled.idle_since(
+                    std::time::Instant::now()
+                        .checked_sub(IDLE_CHECK_AFTER * 2)
+                        .expect("the clock is past that"),
+                );
             }
 
             sender.send(&note()).await.expect("second");

@@ -12,6 +12,7 @@
 pub mod email;
 pub mod resend;
 pub mod sms;
+mod smtp;
 pub mod telegram;
 pub mod vonage;
 pub mod webhook;

@@ -40,6 +40,8 @@ pub struct SmtpServerOptions {
     pub auth: Option<(String, String)>,
     /// Offer STARTTLS with this certificate and key (PEM files).
     pub starttls: Option<(PathBuf, PathBuf)>,
+    /// Advertise PIPELINING (RFC 2920), so clients send the envelope in one write.
+    pub pipelining: bool,
 }
 
 /// One message as the server received it.
@@ -90,6 +92,9 @@ impl SmtpServer {
         }
         if let Some((cert, key)) = &options.starttls {
             command.arg("--starttls").arg(cert).arg(key);
+        }
+        if options.pipelining {
+            command.arg("--pipelining");
         }
         let mut child = command
             .stdin(Stdio::piped())
