@@ -82,6 +82,11 @@ fn main() -> anyhow::Result<()> {
     }
     let explicit = !named.is_empty();
     let modes: Vec<&str> = if explicit { named } else { MODES.to_vec() };
+    // For looking inside a run (`RUST_LOG=sqlx::query=debug` times every statement); off by
+    // default, so the figures are not taken with logging on.
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         for mode in modes {
