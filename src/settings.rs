@@ -60,6 +60,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("HERALD_RESEND_WEBHOOK_SECRET", None),
     ("HERALD_VONAGE_SIGNATURE_SECRET", None),
     ("HERALD_WEBHOOK_ALLOW_PRIVATE", Some("false")),
+    ("HERALD_PUSH_ALLOW_PRIVATE", Some("false")),
     ("HERALD_DELIVERY_MAX_ATTEMPTS", Some("8")),
     ("HERALD_DELIVERY_CONCURRENCY", Some("64")),
     ("HERALD_DELIVERY_BATCH", Some("256")),
@@ -188,6 +189,9 @@ pub struct ProviderSettings {
     /// Let webhooks reach loopback and private addresses (tests, single-host setups). Off by
     /// default: a member's webhook URL must not become a way into the operator's network.
     pub webhook_allow_private: bool,
+    /// Let web push endpoints be loopback and private addresses (tests, a push service next
+    /// to Herald). Off by default, for the same reason.
+    pub push_allow_private: bool,
     pub callbacks: CallbackSettings,
 }
 
@@ -344,6 +348,7 @@ impl std::fmt::Debug for Settings {
                 "webhook_allow_private",
                 &self.providers.webhook_allow_private,
             )
+            .field("push_allow_private", &self.providers.push_allow_private)
             .field(
                 "resend_webhook_secret",
                 &self
@@ -641,6 +646,7 @@ impl Settings {
             email_providers: list("HERALD_EMAIL_PROVIDERS", &["smtp", "resend"])?,
             sms_providers: list("HERALD_SMS_PROVIDERS", &["twilio", "vonage"])?,
             webhook_allow_private: boolean("HERALD_WEBHOOK_ALLOW_PRIVATE")?,
+            push_allow_private: boolean("HERALD_PUSH_ALLOW_PRIVATE")?,
             callbacks: CallbackSettings {
                 resend_webhook_secret: secret("HERALD_RESEND_WEBHOOK_SECRET"),
                 vonage_signature_secret: secret("HERALD_VONAGE_SIGNATURE_SECRET"),

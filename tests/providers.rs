@@ -389,6 +389,7 @@ async fn a_pairing_link_comes_back_as_a_start_update_carrying_its_token() {
 
 fn push_sender() -> WebPushSender {
     WebPushSender::new(&webpush::generate_vapid_key(), "mailto:ops@herald.test")
+        .and_then(|sender| sender.allowing_private(true))
         .unwrap()
         .with_timeout(CLIENT_TIMEOUT)
 }
@@ -621,4 +622,42 @@ async fn a_subscription_with_broken_keys_is_refused_without_a_request() {
     assert!(matches!(err, SendError::Permanent { .. }), "{err:?}");
     assert_push_reveals_none(&err, &broken);
     assert!(service.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_push_to_a_loopback_endpoint_is_refused_unless_private_addresses_are_allowed() {
+    let service = PushService::start().await.unwrap();
+    let guarded = WebPushSender::new(&webpush::generate_vapid_key(), "mailto:ops@herald.test")
+        .unwrap()
+        .with_timeout(CLIENT_TIMEOUT);
+    let browser = Browser::new();
+    let sub = browser.subscription_with_key(&service, &guarded.public_key_b64url());
+    // The same service reached by name: the resolver, not the URL check, must refuse it.
+    let by_name = PushSubscription {
+        endpoint: sub.endpoint.replace("127.0.0.1", "localhost"),
+        keys: sub.keys.clone(),
+    };
+    assert_ne!(by_name.endpoint, sub.endpoint);
+
+    for target in [&sub, &by_name] {
+        let err = guarded
+            .send(target, b"hi", Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SendError::permanent("push endpoint refused: its address is not public"),
+            "{}",
+            target.endpoint
+        );
+        assert_push_reveals_none(&err, target);
+    }
+    assert!(service.messages().is_empty(), "nothing reached the service");
+
+    let allowed = guarded.allowing_private(true).unwrap();
+    allowed
+        .send(&sub, b"hi", Duration::from_secs(60))
+        .await
+        .expect("allowed for a local service");
+    assert_eq!(service.received_for(&browser), vec![b"hi".to_vec()]);
 }

@@ -10,6 +10,7 @@
 //! outbox's `last_error`).
 
 pub mod email;
+mod guard;
 pub mod resend;
 pub mod sms;
 mod smtp;

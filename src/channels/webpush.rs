@@ -10,6 +10,10 @@
 //! dispatcher renders it), retries.
 //!
 //! # Invariants
+//! - A push goes only to public addresses unless the operator allows private ones
+//!   (`HERALD_PUSH_ALLOW_PRIVATE`): an IP-literal host that is not public is refused before
+//!   anything is sent, and host names resolve through [`super::guard`], which drops
+//!   non-public answers at connect time (DNS rebinding included).
 //! - The VAPID private key is held only as a `p256` signing key; `Debug` shows the public key.
 //! - The JWT's `aud` is the origin of the endpoint (scheme, host, port — never its path), `exp`
 //!   is [`VAPID_VALIDITY`] ahead (RFC 8292 allows at most 24 h), `sub` is the configured
@@ -31,6 +35,7 @@ use reqwest::header::HeaderMap;
 use serde_json::json;
 use url::Url;
 
+use super::guard;
 use super::{SendError, Sent, retry_after, transport_error};
 use crate::model::PushSubscription;
 use crate::settings::ProviderSettings;
@@ -89,10 +94,27 @@ pub enum WebPushConfigError {
     Client(#[source] reqwest::Error),
 }
 
+/// The reason given when an endpoint's address is refused.
+const REFUSED_REASON: &str = "push endpoint refused: its address is not public";
+
+/// The HTTP client for push services: no redirects, and unless `allow_private`, DNS answers
+/// confined to public addresses.
+fn client(allow_private: bool) -> Result<reqwest::Client, WebPushConfigError> {
+    let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    let builder = if allow_private {
+        builder
+    } else {
+        guard::confine(builder)
+    };
+    builder.build().map_err(WebPushConfigError::Client)
+}
+
 /// Sends web push messages as one application server (one VAPID key). Cheap to clone.
 #[derive(Clone)]
 pub struct WebPushSender {
     client: reqwest::Client,
+    /// Whether endpoints may be loopback or private addresses (tests, single-host setups).
+    allow_private: bool,
     key: SigningKey,
     /// The uncompressed public key, base64url: the browsers' `applicationServerKey` and the
     /// `k=` of every request.
@@ -107,6 +129,7 @@ impl std::fmt::Debug for WebPushSender {
             .field("public_key", &self.public_key)
             .field("subject", &self.subject)
             .field("timeout", &self.timeout)
+            .field("allow_private", &self.allow_private)
             .finish_non_exhaustive()
     }
 }
@@ -118,12 +141,17 @@ impl WebPushSender {
         let vapid = &settings.vapid;
         match (&vapid.private_key, &vapid.subject) {
             (None, None) => Ok(None),
-            (Some(key), Some(subject)) => Self::new(key.expose_secret(), subject).map(Some),
+            (Some(key), Some(subject)) => Self::new(key.expose_secret(), subject)
+                .and_then(|sender| sender.allowing_private(settings.push_allow_private))
+                .map(Some),
             (None, Some(_)) => Err(WebPushConfigError::Incomplete("VAPID private key")),
             (Some(_), None) => Err(WebPushConfigError::Incomplete("VAPID subject")),
         }
     }
 
+    /// A sender that refuses endpoints on loopback, private or otherwise non-public
+    /// addresses, whether written as IP addresses or reached through DNS (see
+    /// [`Self::allowing_private`]).
     pub fn new(private_key_b64url: &str, subject: &str) -> Result<Self, WebPushConfigError> {
         let bytes = decode_b64url(private_key_b64url).ok_or(WebPushConfigError::BadKey)?;
         if bytes.len() != 32 {
@@ -136,16 +164,25 @@ impl WebPushSender {
         }
         let public_key =
             URL_SAFE_NO_PAD.encode(key.verifying_key().to_encoded_point(false).as_bytes());
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(WebPushConfigError::Client)?;
         Ok(Self {
-            client,
+            client: client(false)?,
+            allow_private: false,
             key,
             public_key,
             subject: subject.to_string(),
             timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// Let endpoints be loopback or private addresses (`HERALD_PUSH_ALLOW_PRIVATE`): for tests
+    /// and single-host setups with a push service next to Herald. Real push services are on
+    /// the public internet, and a member's subscription must not become a way into the
+    /// operator's network.
+    pub fn allowing_private(self, allow: bool) -> Result<Self, WebPushConfigError> {
+        Ok(Self {
+            client: client(allow)?,
+            allow_private: allow,
+            ..self
         })
     }
 
@@ -198,6 +235,9 @@ impl WebPushSender {
             .ok()
             .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
             .ok_or_else(|| SendError::permanent("push endpoint is not an http(s) URL"))?;
+        if !self.allow_private && guard::is_private_literal(&endpoint) {
+            return Err(SendError::permanent(REFUSED_REASON));
+        }
         if payload.len() > MAX_PAYLOAD {
             return Err(SendError::permanent(format!(
                 "push payload is {} bytes, more than the {MAX_PAYLOAD} a push service must accept",
@@ -230,10 +270,13 @@ impl WebPushSender {
         if let Some(urgency) = urgency {
             request = request.header("Urgency", urgency.as_str());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error("push", e))?;
+        let response = request.send().await.map_err(|e| {
+            if guard::refused_by_resolver(&e) {
+                SendError::permanent(REFUSED_REASON)
+            } else {
+                transport_error("push", e)
+            }
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
         if status.is_success() {

@@ -263,6 +263,7 @@ impl TestApp {
             ("HERALD_EMAIL_FROM", "Herald <herald@herald.test>".into()),
             // Tests send to local servers on loopback, and must not wait minutes for a retry.
             ("HERALD_WEBHOOK_ALLOW_PRIVATE", "true".into()),
+            ("HERALD_PUSH_ALLOW_PRIVATE", "true".into()),
             ("HERALD_DELIVERY_RETRY_BASE_MS", "50".into()),
             ("HERALD_DELIVERY_RETRY_MAX_SECS", "1".into()),
             ("HERALD_DELIVERY_POLL_MS", "50".into()),
