@@ -350,3 +350,89 @@ on_both_backends! {
         assert_ne!(other[0].recipient, one[0].recipient);
     }
 }
+
+// Several processes claim at once on PostgreSQL: a member's held rows must never be split
+// between two claims (two digests instead of one). Before claims took held rows per member
+// under an advisory lock, two claimers of two rows at a time split several of these members.
+#[tokio::test]
+async fn concurrent_claims_on_postgres_never_split_a_members_held_rows() {
+    use std::collections::{HashMap, HashSet};
+
+    use herald::storage::{Outcome, Settled, now_micros};
+    let app = spawn_app(Backend::Postgres).await;
+    let community = app.identity("community");
+    app.community(&community, json!({})).await;
+    let members: Vec<Identity> = (0..40).map(|i| app.identity(&format!("m{i}"))).collect();
+    for m in &members {
+        app.subscribe(
+            m,
+            &community,
+            json!({"routes": [{"pipe": "opportunity", "channels": ["feed"]}]}),
+        )
+        .await;
+    }
+    for i in 0..3 {
+        let (status, body) = app
+            .publish(&community, &community, "opportunity", &format!("s{i}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let lease = Duration::from_secs(60);
+    let now = now_micros();
+    let first = app
+        .store()
+        .claim_deliveries(1000, lease, now)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 120);
+    let held: Vec<Settled> = first
+        .iter()
+        .map(|c| Settled {
+            id: c.id.clone(),
+            lease_token: c.lease_token.clone(),
+            outcome: Outcome::Held {
+                at: now,
+                fold: true,
+            },
+        })
+        .collect();
+    assert_eq!(
+        app.store().settle_deliveries(&held, now).await.unwrap(),
+        120
+    );
+
+    let claimer = |offset: i64| {
+        let store = app.store().clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let claimed = store
+                    .claim_deliveries(2, lease, now + offset)
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    return got;
+                }
+                got.extend(claimed);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let (a, b) = (claimer(1), claimer(2));
+    let mut all = a.await.unwrap();
+    all.extend(b.await.unwrap());
+
+    assert_eq!(all.len(), 120, "every held row claimed once");
+    let mut tokens: HashMap<String, HashSet<String>> = HashMap::new();
+    for c in &all {
+        tokens
+            .entry(c.recipient.clone())
+            .or_default()
+            .insert(c.lease_token.clone());
+    }
+    let split: Vec<_> = tokens.iter().filter(|(_, t)| t.len() > 1).collect();
+    assert!(
+        split.is_empty(),
+        "members whose digest was split between claims: {split:?}"
+    );
+}
