@@ -159,6 +159,9 @@ struct SmtpUrl {
     /// The EHLO name when the URL has a path (`smtp://relay/herald.example`), as lettre's own
     /// URL reading had it; else the local host name.
     hello_name: Option<String>,
+    /// Pipeline when the relay offers PIPELINING (`?pipelining=off` for a relay that offers
+    /// it but mishandles it).
+    pipelining: bool,
 }
 
 /// Sends email through one SMTP relay over a pool of connections. Cheap to clone: clones
@@ -427,6 +430,7 @@ impl Relay {
                 hello: url.hello_name.map(ClientId::Domain).unwrap_or_default(),
                 tls,
                 credentials: url.credentials,
+                pipelining: url.pipelining,
             },
             endpoint: url.endpoint,
         })
@@ -531,15 +535,30 @@ fn check_url(raw: &str) -> Result<SmtpUrl, EmailConfigError> {
     let invalid = |reason: String| EmailConfigError::InvalidUrl(reason);
     let url = Url::parse(raw).map_err(|e| invalid(e.to_string()))?;
     let mut tls = None;
+    let mut pipelining = None;
     for (key, value) in url.query_pairs() {
         match key.as_ref() {
             "tls" if tls.is_none() => tls = Some(value.into_owned()),
             "tls" => return Err(invalid("tls is given twice".into())),
+            "pipelining" if pipelining.is_some() => {
+                return Err(invalid("pipelining is given twice".into()));
+            }
+            "pipelining" => match value.as_ref() {
+                "on" => pipelining = Some(true),
+                "off" => pipelining = Some(false),
+                _ => {
+                    return Err(invalid(
+                        "unknown pipelining value (expected on or off)".into(),
+                    ));
+                }
+            },
             // Neither the parameter nor its value is quoted: a password pasted in the
             // wrong place would otherwise end up in the log.
             _ => {
                 return Err(invalid(
-                    "unknown query parameter (only tls=required or tls=opportunistic)".into(),
+                    "unknown query parameter (only tls=required|opportunistic and \
+                     pipelining=on|off)"
+                        .into(),
                 ));
             }
         }
@@ -595,6 +614,7 @@ fn check_url(raw: &str) -> Result<SmtpUrl, EmailConfigError> {
         },
         credentials,
         hello_name,
+        pipelining: pipelining.unwrap_or(true),
     })
 }
 
@@ -847,6 +867,8 @@ mod tests {
             "smtp://mail.example?tsl=required",
             "smtp://mail.example?tls=yes",
             "smtp://mail.example?tls=required&tls=required",
+            "smtp://mail.example?pipelining=no",
+            "smtp://mail.example?pipelining=off&pipelining=on",
             "smtps://mail.example?tls=required",
             "smtp://user@mail.example",
             "smtp://:secret@mail.example",
@@ -1039,6 +1061,8 @@ mod tests {
         messages: std::sync::atomic::AtomicUsize,
         /// Every command's verb, in order, across connections.
         verbs: std::sync::Mutex<Vec<String>>,
+        /// MAIL commands that arrived with more commands already behind them.
+        pipelined: std::sync::atomic::AtomicUsize,
     }
 
     impl Seen {
@@ -1051,6 +1075,9 @@ mod tests {
         fn verbs(&self) -> Vec<String> {
             self.verbs.lock().expect("verbs").clone()
         }
+        fn pipelined(&self) -> usize {
+            self.pipelined.load(std::sync::atomic::Ordering::SeqCst)
+        }
     }
 
     /// How a [`relay`] behaves beyond accepting mail.
@@ -1058,9 +1085,11 @@ mod tests {
     struct Script {
         /// Answer NOOP 421 without closing, as a relay that is shutting down might.
         refuse_noop: bool,
-        /// Offer PIPELINING, and hold back the replies to MAIL and RCPT until DATA has
-        /// arrived: a client that waits for each reply before the next command stalls.
+        /// Offer PIPELINING.
         pipelining: bool,
+        /// Hold back the replies to MAIL and RCPT until DATA has arrived: a client that
+        /// waits for each reply before the next command stalls.
+        hold_until_data: bool,
         /// Answer DATA 354 even when every recipient was refused (RFC 2920 §3.1 allows it).
         data_after_refusal: bool,
     }
@@ -1113,17 +1142,27 @@ mod tests {
     ) -> io::Result<()> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
         let (read, mut write) = tokio::io::split(stream);
-        let mut lines = tokio::io::BufReader::new(read).lines();
+        let mut reader = tokio::io::BufReader::new(read);
+        let mut buffer = String::new();
         write.write_all(b"220 test ESMTP\r\n").await?;
         let mut in_data = false;
         let mut data_lines = 0;
         let mut recipients = 0;
         // Replies held back until DATA, when pipelining.
         let mut held: Vec<u8> = Vec::new();
-        while let Some(line) = lines.next_line().await? {
+        loop {
+            buffer.clear();
+            if reader.read_line(&mut buffer).await? == 0 {
+                break;
+            }
+            let line = buffer.trim_end_matches(['\r', '\n']);
             let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
             if !in_data {
                 seen.verbs.lock().expect("verbs").push(verb.clone());
+                if verb == "MAIL" && !reader.buffer().is_empty() {
+                    seen.pipelined
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
             }
             let reply: &[u8] = match (in_data, verb.as_str()) {
                 (true, _) if line == "." => {
@@ -1167,7 +1206,7 @@ mod tests {
                 _ => b"250 OK\r\n",
             };
             held.extend_from_slice(reply);
-            if script.pipelining && matches!(verb.as_str(), "MAIL" | "RCPT") {
+            if script.hold_until_data && matches!(verb.as_str(), "MAIL" | "RCPT") {
                 continue;
             }
             write.write_all(&held).await?;
@@ -1198,6 +1237,7 @@ mod tests {
     async fn with_pipelining_the_envelope_goes_out_in_one_write() {
         let script = Script {
             pipelining: true,
+            hold_until_data: true,
             ..Script::default()
         };
         let (port, seen) = scripted_relay(None, script).await;
@@ -1213,6 +1253,35 @@ mod tests {
         }
 
         assert_eq!((seen.connections(), seen.messages()), (1, 3));
+        assert_eq!(seen.pipelined(), 3);
+    }
+
+    #[tokio::test]
+    async fn pipelining_is_used_only_when_offered_and_not_turned_off() {
+        for (offered, url_says, pipelined) in [
+            (true, "", 2),
+            (true, "?pipelining=off", 0),
+            (false, "", 0),
+            (false, "?pipelining=on", 0),
+        ] {
+            let script = Script {
+                pipelining: offered,
+                ..Script::default()
+            };
+            let (port, seen) = scripted_relay(None, script).await;
+            let url = check_url(&format!("smtp://127.0.0.1:{port}{url_says}")).expect("valid");
+            let sender = sender_over(Relay::new(url).expect("relay"));
+
+            sender.send(&note()).await.expect("first");
+            sender.send(&note()).await.expect("second");
+
+            assert_eq!(seen.messages(), 2);
+            assert_eq!(
+                seen.pipelined(),
+                pipelined,
+                "offered {offered}, url {url_says:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -1220,6 +1289,7 @@ mod tests {
         for (pipelining, data_after_refusal) in [(false, false), (true, false), (true, true)] {
             let script = Script {
                 pipelining,
+                hold_until_data: pipelining,
                 data_after_refusal,
                 ..Script::default()
             };

@@ -142,6 +142,8 @@ pub(super) struct Dial {
     pub hello: ClientId,
     pub tls: Tls,
     pub credentials: Option<Credentials>,
+    /// Whether to pipeline when the relay offers PIPELINING.
+    pub pipelining: bool,
 }
 
 impl Dial {
@@ -176,6 +178,7 @@ impl Dial {
         if let Some(credentials) = &self.credentials {
             session.auth(credentials).await?;
         }
+        session.pipelining &= self.pipelining;
         Ok(session)
     }
 }
