@@ -218,6 +218,11 @@ impl Application {
             ));
             let token = shutdown.clone();
             tasks.push(tokio::spawn(dispatcher.run(token)));
+            tasks.push(tokio::spawn(crate::vault::forget::run(
+                vault.clone(),
+                crate::vault::forget::EVERY,
+                shutdown.clone(),
+            )));
         }
         tracing::info!(port, ?roles, service_did = %settings.service_did, "herald started");
         Ok(Self {

@@ -438,7 +438,7 @@ async fn set_account(
     let won: Option<i64> = sqlx::query_scalar(
         "INSERT INTO accounts (did, active, status, seq, updated_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (did) DO UPDATE SET active = excluded.active, status = excluded.status, \
-         seq = excluded.seq, updated_at = excluded.updated_at \
+         seq = excluded.seq, updated_at = excluded.updated_at, vault_forgotten_at = NULL \
          WHERE excluded.seq > accounts.seq \
          OR (excluded.seq = accounts.seq AND (excluded.active <> accounts.active \
              OR COALESCE(excluded.status, '') <> COALESCE(accounts.status, ''))) \
@@ -464,6 +464,32 @@ async fn set_account(
         }
     }
     Ok(won.is_some())
+}
+
+impl Store {
+    /// Deleted accounts whose vault contacts have not been forgotten yet, at most `limit`.
+    pub async fn accounts_to_forget(&self, limit: usize) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT did FROM accounts WHERE status = 'deleted' AND vault_forgotten_at IS NULL \
+             ORDER BY did LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Note that the vault forgot `did`, unless its status changed meanwhile (a status
+    /// change clears the mark, and the account is looked at again).
+    pub async fn mark_forgotten(&self, did: &str, now: i64) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE accounts SET vault_forgotten_at = $2 WHERE did = $1 AND status = 'deleted'",
+        )
+        .bind(did)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StorageError> {

@@ -310,6 +310,35 @@ impl VaultStore {
     }
 
     /// Remove one of `owner`'s contacts (and its challenge). `false` if there was none.
+    /// Forget everything the vault holds for `owner`: its contacts (sealed addresses, with
+    /// their open challenges) and its feed, and its name on other accounts' pending
+    /// transfers. An email address's own state (unsubscribed, suppressed) stays: it belongs
+    /// to the address. Returns how many contacts went.
+    pub async fn forget_owner(&self, owner: &str) -> Result<u64, StorageError> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM challenges WHERE contact_id IN (SELECT id FROM contacts WHERE owner = $1)",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        let contacts = sqlx::query("DELETE FROM contacts WHERE owner = $1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM feeds WHERE owner = $1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE contacts SET transfer_from = NULL WHERE transfer_from = $1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(contacts)
+    }
+
     pub async fn delete_contact(&self, owner: &str, id: &str) -> Result<bool, StorageError> {
         let done = sqlx::query("DELETE FROM contacts WHERE id = $1 AND owner = $2")
             .bind(id)

@@ -19,6 +19,7 @@ mod compliance;
 pub mod crypto;
 mod delivery;
 mod email_identity;
+pub mod forget;
 mod member;
 mod messages;
 mod rotation;

@@ -147,6 +147,37 @@ on_both_backends! {
         assert_eq!(app.inbox(&a).await, vec!["2"]);
     }
 
+    async fn a_deleted_accounts_contacts_and_feed_leave_the_vault(backend) {
+        let app = spawn_app(backend).await;
+        let (gone, stays) = (app.identity("gone"), app.identity("stays"));
+        for (who, email) in [(&gone, "gone@example.org"), (&stays, "stays@example.org")] {
+            app.verified_email(who, email).await;
+            let (status, body) = app.call(Some(who), "community.herald.contact.add",
+                Some(json!({"channel": "feed"})), &[]).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let contacts = |who: &herald::sandbox::Identity| {
+            let (app, did) = (&app, who.did.clone());
+            async move { app.vault().list_contacts(&did).await.unwrap().len() }
+        };
+        assert_eq!((contacts(&gone).await, contacts(&stays).await), (2, 2));
+
+        let now = chrono::Utc::now().timestamp_micros();
+        assert_eq!(app.vault().forget_deleted_accounts(10, now).await.unwrap(), 0);
+        app.ingest([event::account(&gone.did, false, Some("deleted"), 30)]).await;
+        assert_eq!(app.vault().forget_deleted_accounts(10, now).await.unwrap(), 1);
+
+        assert_eq!(contacts(&gone).await, 0, "contacts and feed forgotten");
+        assert_eq!(contacts(&stays).await, 2, "nobody else's");
+        assert_eq!(app.vault().forget_deleted_accounts(10, now).await.unwrap(), 0, "once");
+        // The same account deleted again (after coming back) is forgotten again.
+        app.ingest([event::account(&gone.did, true, None, 31)]).await;
+        app.verified_email(&gone, "gone@example.org").await;
+        app.ingest([event::account(&gone.did, false, Some("deleted"), 32)]).await;
+        assert_eq!(app.vault().forget_deleted_accounts(10, now).await.unwrap(), 1);
+        assert_eq!(contacts(&gone).await, 0);
+    }
+
     async fn an_identity_event_refreshes_the_cached_key(backend) {
         let app = spawn_app(backend).await;
         let alice = app.identity("alice");
