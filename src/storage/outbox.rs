@@ -178,6 +178,10 @@ fn number_placeholders(sql: &str) -> String {
 const FOLD_LOCK: &str =
     "pg_try_advisory_xact_lock(hashtextextended(recipient || chr(31) || channel, 4242))";
 
+/// What a claim does to each row it takes ($1: the lease token, $2: when the lease ends).
+const LEASE: &str = "UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
+     next_attempt_at = $2, claims = claims + 1";
+
 const CLAIM_RETURNING: &str =
     "RETURNING id, publication_id, recipient, channel, attempts, claims, lease_token, fold";
 
@@ -212,24 +216,12 @@ impl Store {
         // The planner otherwise picks `outbox_by_status` and sorts every pending row (7 ms a
         // claim at 45,000 pending rows, against 0.4 ms through the partial index).
         let sql = format!(
-            "UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
-             next_attempt_at = $2, claims = claims + 1 \
-             WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_claimable \
+            "{LEASE} WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_claimable \
              WHERE status IN ('pending', 'leased') \
              AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4) \
              {CLAIM_RETURNING}"
         );
-        let rows = sqlx::query(&sql)
-            .bind(token)
-            .bind(until)
-            .bind(now)
-            .bind(limit as i64)
-            .fetch_all(&self.write)
-            .await?;
-        let mut claimed = rows
-            .iter()
-            .map(decode_claimed)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut claimed = self.lease(&sql, token, until, now, limit).await?;
         // A held row goes out folded with its member's other due held rows on the channel:
         // take those now, under this claim, or the next claim could take some of them while
         // this one is sending and split one digest into two messages.
@@ -263,7 +255,7 @@ impl Store {
         until: i64,
         now: i64,
     ) -> Result<Vec<Claimed>, StorageError> {
-        let groups = sqlx::query(&format!(
+        let groups = format!(
             "WITH candidates AS MATERIALIZED (\
                  SELECT id, recipient, channel FROM outbox \
                  WHERE status IN ('pending', 'leased') AND fold = 1 AND next_attempt_at <= $3 \
@@ -275,38 +267,40 @@ impl Store {
                  SELECT o.id FROM outbox o JOIN mine USING (recipient, channel) \
                  WHERE o.status = 'pending' AND o.fold = 1 AND o.next_attempt_at <= $3 \
                  UNION SELECT c.id FROM candidates c JOIN mine USING (recipient, channel)) \
-             UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
-             next_attempt_at = $2, claims = claims + 1 \
-             WHERE id IN (SELECT id FROM targets) AND status IN ('pending', 'leased') \
+             {LEASE} WHERE id IN (SELECT id FROM targets) AND status IN ('pending', 'leased') \
              AND next_attempt_at <= $3 {CLAIM_RETURNING}"
-        ))
-        .bind(token)
-        .bind(until)
-        .bind(now)
-        .bind(limit.div_ceil(2) as i64)
-        .fetch_all(&self.write)
-        .await?;
-        let mut claimed = groups
-            .iter()
-            .map(decode_claimed)
-            .collect::<Result<Vec<_>, _>>()?;
-        let alone = sqlx::query(&format!(
-            "UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
-             next_attempt_at = $2, claims = claims + 1 \
-             WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'leased') \
+        );
+        let mut claimed = self
+            .lease(&groups, token, until, now, limit.div_ceil(2))
+            .await?;
+        let alone = format!(
+            "{LEASE} WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'leased') \
              AND fold = 0 AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4 \
              FOR UPDATE SKIP LOCKED) {CLAIM_RETURNING}"
-        ))
-        .bind(token)
-        .bind(until)
-        .bind(now)
-        .bind(limit.saturating_sub(claimed.len()).max(limit / 2).max(1) as i64)
-        .fetch_all(&self.write)
-        .await?;
-        for row in &alone {
-            claimed.push(decode_claimed(row)?);
-        }
+        );
+        let rest = limit.saturating_sub(claimed.len()).max(limit / 2).max(1);
+        claimed.extend(self.lease(&alone, token, until, now, rest).await?);
         Ok(claimed)
+    }
+
+    /// Runs a claim statement whose parameters are the lease token ($1), its end ($2), the
+    /// time rows must be due by ($3) and a limit ($4).
+    async fn lease(
+        &self,
+        sql: &str,
+        token: &str,
+        until: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StorageError> {
+        let rows = sqlx::query(sql)
+            .bind(token)
+            .bind(until)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&self.write)
+            .await?;
+        rows.iter().map(decode_claimed).collect()
     }
 
     /// Claim, under `token` until `until`, the held rows of `recipients` on `channel` that
@@ -333,9 +327,7 @@ impl Store {
             // planner otherwise reads every pending row of the channel (300,000 in the
             // digest benchmark) for each claim.
             let sql = format!(
-                "UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
-                 next_attempt_at = $2, claims = claims + 1 \
-                 WHERE id IN (SELECT id FROM outbox {index} WHERE status = 'pending' \
+                "{LEASE} WHERE id IN (SELECT id FROM outbox {index} WHERE status = 'pending' \
                  AND fold = 1 AND channel = $3 AND recipient IN ({}) \
                  AND next_attempt_at <= $4 {fold_lock} {lock}) \
                  {CLAIM_RETURNING}",
