@@ -1092,6 +1092,9 @@ mod tests {
         hold_until_data: bool,
         /// Answer DATA 354 even when every recipient was refused (RFC 2920 §3.1 allows it).
         data_after_refusal: bool,
+        /// Offer STARTTLS, and answer it with a second reply smuggled in behind the 220, as
+        /// a man in the middle would to have it read as if it came over TLS.
+        starttls_injection: bool,
     }
 
     /// A minimal SMTP server on 127.0.0.1 that accepts every message except to recipients
@@ -1182,7 +1185,13 @@ mod tests {
                 (false, "EHLO") if script.pipelining => {
                     b"250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
                 }
+                (false, "EHLO") if script.starttls_injection => {
+                    b"250-test\r\n250-STARTTLS\r\n250 8BITMIME\r\n"
+                }
                 (false, "EHLO") => b"250-test\r\n250 8BITMIME\r\n",
+                (false, "STAR") if script.starttls_injection => {
+                    b"220 2.0.0 Ready to start TLS\r\n250 2.1.0 smuggled\r\n"
+                }
                 (false, "RCPT") if line.to_ascii_lowercase().contains("<bounce") => {
                     b"550 5.1.1 <bounce@example.org>: Recipient address rejected\r\n"
                 }
@@ -1254,6 +1263,26 @@ mod tests {
 
         assert_eq!((seen.connections(), seen.messages()), (1, 3));
         assert_eq!(seen.pipelined(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_reply_smuggled_in_behind_the_starttls_answer_breaks_the_session() {
+        let script = Script {
+            starttls_injection: true,
+            ..Script::default()
+        };
+        let (port, seen) = scripted_relay(None, script).await;
+        let url = check_url(&format!("smtp://127.0.0.1:{port}?tls=required")).expect("valid");
+        let sender = sender_over(Relay::new(url).expect("relay"));
+
+        let err = sender.send(&note()).await.expect_err("refused before TLS");
+
+        assert_eq!(
+            err,
+            SendError::transient("smtp server sent an unparseable reply")
+        );
+        assert_eq!(seen.verbs(), ["EHLO", "STAR"], "nothing after STARTTLS");
+        assert_eq!(seen.messages(), 0);
     }
 
     #[tokio::test]
