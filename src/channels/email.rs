@@ -1092,6 +1092,8 @@ mod tests {
         hold_until_data: bool,
         /// Answer DATA 354 even when every recipient was refused (RFC 2920 §3.1 allows it).
         data_after_refusal: bool,
+        /// Answer RSET 500, as a relay that does not know it might.
+        refuse_rset: bool,
         /// Offer STARTTLS, and answer it with a second reply smuggled in behind the 220, as
         /// a man in the middle would to have it read as if it came over TLS.
         starttls_injection: bool,
@@ -1206,6 +1208,7 @@ mod tests {
                     in_data = true;
                     b"354 go ahead\r\n"
                 }
+                (false, "RSET") if script.refuse_rset => b"500 5.5.1 unknown command\r\n",
                 (false, "RSET") => {
                     recipients = 0;
                     b"250 OK\r\n"
@@ -1263,6 +1266,38 @@ mod tests {
 
         assert_eq!((seen.connections(), seen.messages()), (1, 3));
         assert_eq!(seen.pipelined(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_stays_the_outcome_when_the_reset_after_it_fails() {
+        for pipelining in [false, true] {
+            let script = Script {
+                pipelining,
+                refuse_rset: true,
+                ..Script::default()
+            };
+            let (port, seen) = scripted_relay(None, script).await;
+            let sender = sender_over(plain_relay(port));
+            let bounce = OutgoingEmail {
+                to: "bounce@example.org".into(),
+                ..note()
+            };
+
+            let err = sender.send(&bounce).await.expect_err("refused");
+            assert_eq!(
+                err,
+                SendError::Gone {
+                    reason: "smtp 550 5.1.1 (mailbox unavailable)".into()
+                },
+                "the recipient's refusal, not the RSET's (pipelining {pipelining})"
+            );
+            sender.send(&note()).await.expect("sent");
+            assert_eq!(
+                (seen.connections(), seen.messages()),
+                (2, 1),
+                "a session that could not reset is not reused"
+            );
+        }
     }
 
     #[tokio::test]

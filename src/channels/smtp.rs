@@ -299,15 +299,11 @@ impl Session {
             (refusal, false)
         };
         if let Some(refusal) = refusal {
-            if data_accepted {
-                // RFC 2920 §3.1: DATA went through although a command before it failed; the
-                // client ends it with a lone dot.
-                self.out.clear();
-                self.out.extend_from_slice(b".\r\n");
-                self.write_out(0..3).await?;
-                self.reply().await?;
+            // The refusal is the outcome. Failing to get back between transactions only
+            // costs the session.
+            if self.reset(data_accepted).await.is_err() {
+                self.broken = true;
             }
-            self.command(Rset).await?;
             return Err(refusal);
         }
 
@@ -321,6 +317,18 @@ impl Session {
             // The transaction is over either way: the session is between transactions.
             Err(Failure::of_reply(&reply))
         }
+    }
+
+    /// Back between transactions after a refused command: RSET, after ending with a lone
+    /// dot a DATA the relay accepted although a command before it failed (RFC 2920 §3.1).
+    async fn reset(&mut self, end_data: bool) -> Result<(), Failure> {
+        if end_data {
+            self.out.clear();
+            self.out.extend_from_slice(b".\r\n");
+            self.write_out(0..3).await?;
+            self.reply().await?;
+        }
+        self.command(Rset).await.map(drop)
     }
 
     async fn ehlo(&mut self, hello: &ClientId) -> Result<(), Failure> {
