@@ -1236,6 +1236,21 @@ mod tests {
         Relay::new(url).expect("relay")
     }
 
+    /// A message to a recipient the scripted relay refuses with 550 5.1.1.
+    fn bounce() -> OutgoingEmail {
+        OutgoingEmail {
+            to: "bounce@example.org".into(),
+            ..note()
+        }
+    }
+
+    /// How that refusal is classified: a hard bounce.
+    fn hard_bounce() -> SendError {
+        SendError::Gone {
+            reason: "smtp 550 5.1.1 (mailbox unavailable)".into(),
+        }
+    }
+
     fn note() -> OutgoingEmail {
         OutgoingEmail {
             to: "member@example.org".into(),
@@ -1278,17 +1293,11 @@ mod tests {
             };
             let (port, seen) = scripted_relay(None, script).await;
             let sender = sender_over(plain_relay(port));
-            let bounce = OutgoingEmail {
-                to: "bounce@example.org".into(),
-                ..note()
-            };
 
-            let err = sender.send(&bounce).await.expect_err("refused");
+            let err = sender.send(&bounce()).await.expect_err("refused");
             assert_eq!(
                 err,
-                SendError::Gone {
-                    reason: "smtp 550 5.1.1 (mailbox unavailable)".into()
-                },
+                hard_bounce(),
                 "the recipient's refusal, not the RSET's (pipelining {pipelining})"
             );
             sender.send(&note()).await.expect("sent");
@@ -1359,17 +1368,11 @@ mod tests {
             };
             let (port, seen) = scripted_relay(None, script).await;
             let sender = sender_over(plain_relay(port));
-            let bounce = OutgoingEmail {
-                to: "bounce@example.org".into(),
-                ..note()
-            };
 
-            let err = sender.send(&bounce).await.expect_err("refused");
+            let err = sender.send(&bounce()).await.expect_err("refused");
             assert_eq!(
                 err,
-                SendError::Gone {
-                    reason: "smtp 550 5.1.1 (mailbox unavailable)".into()
-                },
+                hard_bounce(),
                 "pipelining {pipelining}, data after refusal {data_after_refusal}"
             );
             sender.send(&note()).await.expect("the next message goes");
