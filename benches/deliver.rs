@@ -553,6 +553,8 @@ struct Run {
     total: u64,
     /// Outbox rows not sent (dead or cancelled).
     not_sent: i64,
+    /// CPU seconds Herald used while delivering (every thread of this process).
+    cpu: f64,
     /// Peak RSS (VmHWM) from the publish on, and its largest parts.
     peak: f64,
     memory: Memory,
@@ -585,9 +587,11 @@ async fn publish_and_settle(bench: &Bench, label: &str) -> anyhow::Result<Run> {
     let start = Instant::now();
     let answer = bench.publish().await?;
     let published = Instant::now();
+    let cpu_before = common::cpu_seconds();
     let queued = bench.outbox().await?;
     let total = outbox_total(&queued);
     let done = bench.settled(total, &mut memory).await?;
+    let cpu = common::cpu_seconds() - cpu_before;
     let peak = common::peak_rss_mib();
     let counts = bench.outbox().await?;
     println!(
@@ -603,6 +607,11 @@ async fn publish_and_settle(bench: &Bench, label: &str) -> anyhow::Result<Run> {
         bench.retries()
     );
     println!(
+        "  Herald CPU while delivering: {cpu:.2} s = {:.0} µs per outbox row ({:.2} cores busy)",
+        cpu * 1e6 / total.max(1) as f64,
+        cpu / (done - published).as_secs_f64(),
+    );
+    println!(
         "  Herald RSS before publish {rss_before:.1} MiB; from publish to settled: peak \
          {peak:.1} MiB, largest anonymous {:.1} MiB, largest file-backed {:.1} MiB",
         memory.anon, memory.file
@@ -612,6 +621,7 @@ async fn publish_and_settle(bench: &Bench, label: &str) -> anyhow::Result<Run> {
         delivering: done - published,
         total,
         not_sent: not_sent(&counts),
+        cpu,
         peak,
         memory,
     })
@@ -627,10 +637,11 @@ async fn email() -> anyhow::Result<()> {
     let run = publish_and_settle(&bench, "email").await?;
     println!(
         "deliver/email RESULT: {} emails sent in {:.3} s = {:.0} emails/s (publish answered → \
-         all settled); {}{}",
+         all settled), {:.0} µs of Herald's CPU each; {}{}",
         run.total,
         run.delivering.as_secs_f64(),
         run.total as f64 / run.delivering.as_secs_f64(),
+        run.cpu * 1e6 / run.total.max(1) as f64,
         run.memory(),
         run.warning()
     );

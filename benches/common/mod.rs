@@ -8,6 +8,24 @@ use std::collections::BTreeMap;
 
 use herald::settings::Settings;
 
+/// CPU time this process has used so far (user + system, every thread), in seconds: from
+/// `/proc/self/stat`, in the kernel's clock ticks (USER_HZ, 100 per second on Linux). A
+/// rate depends on what else the machine runs; CPU per message much less so, which is what
+/// makes it the figure to compare two builds by.
+pub fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces:
+            // state is field 3, utime 14 and stime 15.
+            let rest = &s[s.rfind(')')? + 1..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
+            Some((ticks(14)? + ticks(15)?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 /// Peak resident set size of this process so far, in MiB (Linux `VmHWM`).
 pub fn peak_rss_mib() -> f64 {
     read_status_kib("VmHWM:") / 1024.0

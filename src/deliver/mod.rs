@@ -50,8 +50,8 @@ use crate::storage::{
 use crate::vault::{Target, Vault};
 use policy::ChannelPolicy;
 pub use providers::{Accepted, ProviderConfigError, Providers};
-use render::Digest;
 pub use render::Renderer;
+use render::{Digest, EmailFrame};
 
 /// How long a web push waits at the push service for an offline browser.
 const PUSH_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -72,6 +72,8 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     publications: moka::future::Cache<String, Arc<PublicationContext>>,
+    /// Emails rendered once per publication and language, by (publication id, language).
+    frames: moka::future::Cache<(String, String), Arc<EmailFrame>>,
 }
 
 /// How a dispatcher runs: its mechanics, the operator's timing policy and its clock.
@@ -123,6 +125,10 @@ impl Dispatcher {
             wake,
             publications: moka::future::Cache::builder()
                 .max_capacity(10_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+            frames: moka::future::Cache::builder()
+                .max_capacity(1_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
         }
@@ -692,6 +698,17 @@ impl Dispatcher {
         }
     }
 
+    /// One publication's email in one language, rendered for the first member it goes to and
+    /// completed with each member's links after that.
+    async fn email_frame(&self, lang: &str, publication: &PublicationContext) -> Arc<EmailFrame> {
+        let key = (publication.id.clone(), lang.to_string());
+        self.frames
+            .get_with(key, async {
+                Arc::new(self.renderer.email_frame(lang, publication))
+            })
+            .await
+    }
+
     async fn send(
         &self,
         channel: Channel,
@@ -716,10 +733,10 @@ impl Dispatcher {
                 ..
             } => {
                 let rendered = match content {
-                    Content::One(publication) => {
-                        self.renderer
-                            .email(lang, publication, manage_url, unsubscribe_url)
-                    }
+                    Content::One(publication) => self
+                        .email_frame(lang, publication)
+                        .await
+                        .complete(manage_url, unsubscribe_url),
                     Content::Many(items) => {
                         self.renderer
                             .email_digest(lang, digest(items), manage_url, unsubscribe_url)

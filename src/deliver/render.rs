@@ -70,6 +70,106 @@ pub struct RenderedEmail {
     pub html: String,
 }
 
+/// One publication's email in one language with the member's two links left out, so that
+/// rendering (three templates) happens once per publication and language instead of once per
+/// member; [`EmailFrame::complete`] puts a member's links in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailFrame {
+    subject: String,
+    text: Vec<Part>,
+    html: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Fixed(String),
+    Manage,
+    Unsubscribe,
+}
+
+impl EmailFrame {
+    /// The email as [`Renderer::email`] renders it for these links.
+    pub fn complete(&self, manage_url: &str, unsubscribe_url: &str) -> RenderedEmail {
+        // HTML gets the links the way the template engine escapes any value.
+        let escaped = |url: &str| minijinja::HtmlEscape(url).to_string();
+        RenderedEmail {
+            subject: self.subject.clone(),
+            text: fill(&self.text, manage_url, unsubscribe_url),
+            html: fill(&self.html, &escaped(manage_url), &escaped(unsubscribe_url)),
+        }
+    }
+}
+
+fn fill(parts: &[Part], manage: &str, unsubscribe: &str) -> String {
+    let mut out = String::with_capacity(
+        parts
+            .iter()
+            .map(|p| match p {
+                Part::Fixed(s) => s.len(),
+                Part::Manage => manage.len(),
+                Part::Unsubscribe => unsubscribe.len(),
+            })
+            .sum(),
+    );
+    for part in parts {
+        out.push_str(match part {
+            Part::Fixed(s) => s,
+            Part::Manage => manage,
+            Part::Unsubscribe => unsubscribe,
+        });
+    }
+    out
+}
+
+/// Where the two links go, told apart from anything a publication's text could hold by a
+/// random value chosen per renderer: a title cannot forge a place for the member's links.
+#[derive(Debug, Clone)]
+struct Markers {
+    manage: String,
+    unsubscribe: String,
+}
+
+impl Markers {
+    fn new() -> Self {
+        // Letters and digits only, which HTML escaping leaves as they are.
+        let nonce: u128 = rand::random();
+        Self {
+            manage: format!("herald{nonce:032x}manage"),
+            unsubscribe: format!("herald{nonce:032x}unsubscribe"),
+        }
+    }
+
+    fn split(&self, rendered: &str) -> Vec<Part> {
+        let mut parts = Vec::new();
+        let mut rest = rendered;
+        loop {
+            let next = [
+                (rest.find(&self.manage), &self.manage, Part::Manage),
+                (
+                    rest.find(&self.unsubscribe),
+                    &self.unsubscribe,
+                    Part::Unsubscribe,
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(at, marker, part)| at.map(|at| (at, marker.len(), part)))
+            .min_by_key(|(at, _, _)| *at);
+            let Some((at, len, part)) = next else {
+                break;
+            };
+            if at > 0 {
+                parts.push(Part::Fixed(rest[..at].to_string()));
+            }
+            parts.push(part);
+            rest = &rest[at + len..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Fixed(rest.to_string()));
+        }
+        parts
+    }
+}
+
 /// Several items in one message: the first `listed` are shown, `more` are only counted, and
 /// `inbox_url` is where all of them can be read.
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +222,7 @@ impl<'a> Item<'a> {
 pub struct Renderer {
     env: Environment<'static>,
     strings: BTreeMap<String, BTreeMap<String, String>>,
+    markers: Markers,
 }
 
 impl Default for Renderer {
@@ -148,7 +249,11 @@ impl Renderer {
                 "strings.toml: [{lang}] must have the same keys as [en]"
             );
         }
-        Self { env, strings }
+        Self {
+            env,
+            strings,
+            markers: Markers::new(),
+        }
     }
 
     /// The language Herald renders in for a member's BCP 47 tag: the tag's primary subtag
@@ -192,6 +297,17 @@ impl Renderer {
             subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
             text: self.render("email.txt", lang, ctx.clone()),
             html: self.render("email.html", lang, ctx),
+        }
+    }
+
+    /// [`Renderer::email`] for every member at once: see [`EmailFrame`].
+    pub fn email_frame(&self, lang: &str, publication: &PublicationContext) -> EmailFrame {
+        let m = &self.markers;
+        let rendered = self.email(lang, publication, &m.manage, &m.unsubscribe);
+        EmailFrame {
+            subject: rendered.subject,
+            text: m.split(&rendered.text),
+            html: m.split(&rendered.html),
         }
     }
 
@@ -533,6 +649,45 @@ mod tests {
         assert!(e.html.contains(r#"<html lang="fr">"#));
         let en = r.email("xx", &publication(), "m", "u");
         assert!(en.text.contains("Manage notifications: m"));
+    }
+
+    #[test]
+    fn a_frame_completed_with_links_is_the_email_rendered_with_them() {
+        let r = Renderer::new();
+        let mut quiet = publication();
+        quiet.text = None;
+        quiet.url = None;
+        let links = [
+            ("https://h/manage?token=t", "https://h/unsubscribe?token=t"),
+            ("m", "u"),
+            ("https://h/m?a=1&b=\"<x>'", "https://h/u/?&amp;"),
+            ("", ""),
+        ];
+        for lang in ["en", "fr", "de", "es", "xx"] {
+            for p in [publication(), quiet.clone()] {
+                let frame = r.email_frame(lang, &p);
+                for (manage, unsubscribe) in links {
+                    assert_eq!(
+                        frame.complete(manage, unsubscribe),
+                        r.email(lang, &p, manage, unsubscribe),
+                        "{lang} {manage} {unsubscribe}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_publication_cannot_place_the_members_links() {
+        let r = Renderer::new();
+        let mut p = publication();
+        // What a marker looks like, without the renderer's random part.
+        p.title = "herald00000000000000000000000000000000manage".into();
+        p.text = Some(format!("{} unsubscribe", r.markers.manage.len()));
+        let email = r.email_frame("en", &p).complete("LINK-M", "LINK-U");
+        assert_eq!(email.text.matches("LINK-M").count(), 1, "{}", email.text);
+        assert_eq!(email.text.matches("LINK-U").count(), 1, "{}", email.text);
+        assert!(email.subject.contains(&p.title));
     }
 
     #[test]
