@@ -456,17 +456,18 @@ impl Session {
 /// `message` as DATA carries it (RFC 5321 §4.5.2): a line that starts with a dot gets
 /// another, and the end is CRLF "." CRLF.
 fn dot_stuff(message: &[u8], out: &mut Vec<u8>) {
-    out.reserve(message.len() + message.len() / 64 + 5);
-    let mut line_start = true;
-    let mut previous = 0u8;
-    for &byte in message {
-        if line_start && byte == b'.' {
-            out.push(b'.');
-        }
-        out.push(byte);
-        line_start = previous == b'\r' && byte == b'\n';
-        previous = byte;
+    out.reserve(message.len() + 5);
+    if message.first() == Some(&b'.') {
+        out.push(b'.');
     }
+    // Copied a run at a time between line-starting dots (most messages have none).
+    let mut start = 0;
+    for at in memchr::memmem::find_iter(message, b"\r\n.") {
+        out.extend_from_slice(&message[start..at + 2]);
+        out.push(b'.');
+        start = at + 2;
+    }
+    out.extend_from_slice(&message[start..]);
     if !message.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
@@ -549,6 +550,10 @@ mod tests {
         assert_eq!(stuffed("a.b\r\n"), "a.b\r\n.\r\n");
         // A dot after a bare LF is not at the start of an SMTP line.
         assert_eq!(stuffed("a\n.b\r\n"), "a\n.b\r\n.\r\n");
+        assert_eq!(
+            stuffed("..\r\n.\r\n\r\n.x.\r\n"),
+            "...\r\n..\r\n\r\n..x.\r\n.\r\n"
+        );
     }
 
     #[test]

@@ -195,40 +195,9 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let jobs = match self.prepare(claimed).await {
-                Ok(jobs) => jobs,
-                Err((e, rows)) => {
-                    // Give the rows back for a retry soon rather than hold them to expiry.
-                    tracing::error!(error = %e, "loading what deliveries need failed");
-                    let at = self.clock.now_micros() + self.config.poll.as_micros() as i64;
-                    for row in rows {
-                        let permit = take_permits(&mut free, 1);
-                        let settled = Settled {
-                            id: row.id,
-                            lease_token: row.lease_token,
-                            outcome: Outcome::Retry {
-                                at,
-                                error: "storage unavailable while preparing the send".into(),
-                            },
-                        };
-                        let _ = tx.send((vec![settled], "unknown", permit)).await;
-                    }
-                    continue;
-                }
-            };
-            let jobs = self.open_targets(jobs).await;
-            for unit in units(jobs) {
-                let permit = take_permits(&mut free, unit.len());
-                let this = self.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let channel = Channel::parse(&unit[0].row.channel)
-                        .map(Channel::as_str)
-                        .unwrap_or("unknown");
-                    let settled = this.deliver(unit).await;
-                    let _ = tx.send((settled, channel, permit)).await;
-                });
-            }
+            // Loading and sending happen beside the next claim, not before it: done in line,
+            // the vault and index look-ups for one claim kept the next claim waiting.
+            tokio::spawn(self.clone().dispatch(claimed, free, tx.clone()));
         }
         drop(tx);
         // Every permit back means every send in flight has been settled (or given up on).
@@ -237,6 +206,50 @@ impl Dispatcher {
             tracing::warn!("stopping with sends in flight: their leases will expire and retry");
         }
         let _ = writer.await;
+    }
+
+    /// Send one claim's rows: load what they need, open their addresses, and start one task
+    /// per unit of work, each with its share of the claim's permits.
+    async fn dispatch(
+        self: Arc<Self>,
+        claimed: Vec<Claimed>,
+        mut free: OwnedSemaphorePermit,
+        tx: mpsc::Sender<SettleMsg>,
+    ) {
+        let jobs = match self.prepare(claimed).await {
+            Ok(jobs) => jobs,
+            Err((e, rows)) => {
+                // Give the rows back for a retry soon rather than hold them to expiry.
+                tracing::error!(error = %e, "loading what deliveries need failed");
+                let at = self.clock.now_micros() + self.config.poll.as_micros() as i64;
+                for row in rows {
+                    let permit = take_permits(&mut free, 1);
+                    let settled = Settled {
+                        id: row.id,
+                        lease_token: row.lease_token,
+                        outcome: Outcome::Retry {
+                            at,
+                            error: "storage unavailable while preparing the send".into(),
+                        },
+                    };
+                    let _ = tx.send((vec![settled], "unknown", permit)).await;
+                }
+                return;
+            }
+        };
+        let jobs = self.open_targets(jobs).await;
+        for unit in units(jobs) {
+            let permit = take_permits(&mut free, unit.len());
+            let this = self.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let channel = Channel::parse(&unit[0].row.channel)
+                    .map(Channel::as_str)
+                    .unwrap_or("unknown");
+                let settled = this.deliver(unit).await;
+                let _ = tx.send((settled, channel, permit)).await;
+            });
+        }
     }
 
     /// Publications (cached) and members' languages for a batch of claimed rows.

@@ -109,8 +109,12 @@ impl Store {
                 let url = prepare_sqlite_url(url)?;
                 let options = AnyConnectOptions::from_str(&url)
                     .map_err(|e| StorageError::Url(e.to_string()))?;
+                // A SQLite connection is a handle in this process: it cannot go stale the way
+                // a socket can, and pinging it before each use cost a round trip to its
+                // worker thread on every statement.
                 let write = AnyPoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(60))
                     .after_connect(move |conn, _| {
                         sqlite_pragmas(conn, if map { WRITER } else { UNMAPPED_WRITER })
@@ -119,6 +123,7 @@ impl Store {
                     .await?;
                 let read = AnyPoolOptions::new()
                     .max_connections(SQLITE_READERS)
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| sqlite_pragmas(conn, READER))
                     .connect_with(options)
                     .await?;
