@@ -66,10 +66,10 @@ use crate::settings::{DkimSettings, ProviderSettings};
 /// dispatcher's lease (120 s by default) must outlast one whole send.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Connections open at once: as many as the dispatcher keeps messages in flight by default
-/// (`HERALD_DELIVERY_CONCURRENCY`; keeping only 10 cost 10–20% of the email rate in the
-/// benchmark). With a higher concurrency the extra sends wait for a free connection, within
-/// [`SMTP_TIMEOUT`].
+/// Connections open at once (keeping only 10 cost 10–20% of the email rate in the benchmark).
+/// The dispatcher keeps more messages than this in flight (`HERALD_DELIVERY_CONCURRENCY`):
+/// at any moment some of them are being looked up or recorded, not sent. Sends beyond this
+/// wait for a free connection, within [`SMTP_TIMEOUT`].
 const POOL_MAX_SIZE: usize = 64;
 
 /// A pooled connection unused for this long is asked NOOP before it carries a message. 5 s:

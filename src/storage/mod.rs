@@ -181,6 +181,15 @@ impl Store {
     }
 }
 
+/// A statement whose text depends on how many values it lists (`IN (…)`, `VALUES …`), left out
+/// of the connection's statement cache: every length is another statement, and the cache kept
+/// up to 100 of them per connection, some prepared for 512 rows of parameters. On the
+/// delivery path, where lengths follow claim and settle sizes, that was 15 MiB of the mixed
+/// fan-out benchmark's peak RSS with 256 messages in flight.
+pub(crate) fn listing(sql: &str) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(sql).persistent(false)
+}
+
 /// Index migrations are numbered from 1 and vault migrations from 1001, and each run ignores
 /// the other's, so the two may share one PostgreSQL database (or schema) when an operator
 /// wants that, and still live apart by default.

@@ -333,7 +333,7 @@ impl Store {
                  {CLAIM_RETURNING}",
                 super::in_list_from(5, chunk.len())
             );
-            let mut query = sqlx::query(&sql)
+            let mut query = super::listing(&sql)
                 .bind(token)
                 .bind(until)
                 .bind(channel)
@@ -384,7 +384,7 @@ impl Store {
                 "status = 'sent', provider = v.provider, provider_id = v.provider_id, \
                  sent_at = ?, last_error = NULL, fold = 0, attempts = attempts + 1",
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = super::listing(&sql);
             for s in chunk {
                 let Outcome::Sent {
                     provider,
@@ -410,7 +410,7 @@ impl Store {
                 "status = 'pending', next_attempt_at = v.at, last_error = v.error, \
                  attempts = attempts + 1",
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = super::listing(&sql);
             for s in chunk {
                 let Outcome::Retry { at, error } = &s.outcome else {
                     unreachable!("partitioned above")
@@ -427,7 +427,7 @@ impl Store {
                 "(?, ?, ?, ?)",
                 "status = v.status, last_error = v.error, attempts = attempts + 1",
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = super::listing(&sql);
             for s in chunk {
                 let (Outcome::Dead { error: reason } | Outcome::Cancelled { reason }) = &s.outcome
                 else {
@@ -450,7 +450,7 @@ impl Store {
                 "(?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT))",
                 "status = 'pending', next_attempt_at = v.at, fold = v.fold",
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = super::listing(&sql);
             for s in chunk {
                 let Outcome::Held { at, fold } = &s.outcome else {
                     unreachable!("partitioned above")
@@ -593,7 +593,7 @@ impl Store {
                 "{PUBLICATION_COLUMNS} WHERE p.id IN ({})",
                 in_list(chunk.len())
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = super::listing(&sql);
             for id in chunk {
                 query = query.bind(id);
             }
@@ -617,7 +617,7 @@ impl Store {
                  AND did IN ({})",
                 in_list(chunk.len())
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = super::listing(&sql);
             for did in chunk {
                 query = query.bind(did);
             }

@@ -59,7 +59,7 @@ impl Store {
                  channel_limits, channel_cadences FROM preferences WHERE did IN ({})",
                 in_list(chunk.len())
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = super::listing(&sql);
             for did in chunk {
                 query = query.bind(did);
             }

@@ -187,7 +187,7 @@ impl VaultStore {
                  AND disabled_at IS NULL AND {NOT_OPTED_OUT} ORDER BY owner, created_at, id",
                 in_list_from(2, chunk.len())
             );
-            let mut query = sqlx::query(&sql).bind(channel);
+            let mut query = super::listing(&sql).bind(channel);
             for owner in chunk {
                 query = query.bind(owner);
             }
@@ -210,7 +210,7 @@ impl VaultStore {
                  suppressed_reason FROM email_addresses WHERE address_index IN ({})",
                 in_list(chunk.len())
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = super::listing(&sql);
             for index in chunk {
                 query = query.bind(index.clone());
             }
@@ -229,7 +229,7 @@ impl VaultStore {
         let mut out = Vec::new();
         for chunk in ids.chunks(500) {
             let sql = format!("{EMAIL_COLUMNS} WHERE id IN ({})", in_list(chunk.len()));
-            let mut query = sqlx::query(&sql);
+            let mut query = super::listing(&sql);
             for id in chunk {
                 query = query.bind(id);
             }
@@ -726,7 +726,7 @@ impl VaultStore {
                  UNION ALL SELECT owner, 'feed' FROM feeds WHERE owner IN ({0})",
                 in_list(chunk.len())
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = super::listing(&sql);
             for owner in chunk {
                 query = query.bind(owner);
             }
