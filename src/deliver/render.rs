@@ -125,8 +125,8 @@ fn fill(parts: &[Part], manage: &str, unsubscribe: &str) -> String {
 /// random value chosen per renderer: a title cannot forge a place for the member's links.
 #[derive(Debug, Clone)]
 struct Markers {
-    manage: String,
-    unsubscribe: String,
+    /// What both markers start with; `manage` or `unsubscribe` follows it.
+    prefix: String,
 }
 
 impl Markers {
@@ -134,37 +134,33 @@ impl Markers {
         // Letters and digits only, which HTML escaping leaves as they are.
         let nonce: u128 = rand::random();
         Self {
-            manage: format!("herald{nonce:032x}manage"),
-            unsubscribe: format!("herald{nonce:032x}unsubscribe"),
+            prefix: format!("herald{nonce:032x}"),
         }
     }
 
+    fn manage(&self) -> String {
+        format!("{}manage", self.prefix)
+    }
+
+    fn unsubscribe(&self) -> String {
+        format!("{}unsubscribe", self.prefix)
+    }
+
     fn split(&self, rendered: &str) -> Vec<Part> {
-        let mut parts = Vec::new();
-        let mut rest = rendered;
-        loop {
-            let next = [
-                (rest.find(&self.manage), &self.manage, Part::Manage),
-                (
-                    rest.find(&self.unsubscribe),
-                    &self.unsubscribe,
-                    Part::Unsubscribe,
-                ),
-            ]
+        let mut pieces = rendered.split(self.prefix.as_str());
+        let mut parts: Vec<Part> = pieces
+            .next()
+            .map(|s| Part::Fixed(s.into()))
             .into_iter()
-            .filter_map(|(at, marker, part)| at.map(|at| (at, marker.len(), part)))
-            .min_by_key(|(at, _, _)| *at);
-            let Some((at, len, part)) = next else {
-                break;
-            };
-            if at > 0 {
-                parts.push(Part::Fixed(rest[..at].to_string()));
+            .collect();
+        for piece in pieces {
+            if let Some(rest) = piece.strip_prefix("manage") {
+                parts.extend([Part::Manage, Part::Fixed(rest.into())]);
+            } else if let Some(rest) = piece.strip_prefix("unsubscribe") {
+                parts.extend([Part::Unsubscribe, Part::Fixed(rest.into())]);
+            } else {
+                parts.push(Part::Fixed(format!("{}{piece}", self.prefix)));
             }
-            parts.push(part);
-            rest = &rest[at + len..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Fixed(rest.to_string()));
         }
         parts
     }
@@ -303,7 +299,7 @@ impl Renderer {
     /// [`Renderer::email`] for every member at once: see [`EmailFrame`].
     pub fn email_frame(&self, lang: &str, publication: &PublicationContext) -> EmailFrame {
         let m = &self.markers;
-        let rendered = self.email(lang, publication, &m.manage, &m.unsubscribe);
+        let rendered = self.email(lang, publication, &m.manage(), &m.unsubscribe());
         EmailFrame {
             subject: rendered.subject,
             text: m.split(&rendered.text),
@@ -683,7 +679,7 @@ mod tests {
         let mut p = publication();
         // What a marker looks like, without the renderer's random part.
         p.title = "herald00000000000000000000000000000000manage".into();
-        p.text = Some(format!("{} unsubscribe", r.markers.manage.len()));
+        p.text = Some(format!("{} unsubscribe", r.markers.manage().len()));
         let email = r.email_frame("en", &p).complete("LINK-M", "LINK-U");
         assert_eq!(email.text.matches("LINK-M").count(), 1, "{}", email.text);
         assert_eq!(email.text.matches("LINK-U").count(), 1, "{}", email.text);
