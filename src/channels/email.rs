@@ -1244,6 +1244,16 @@ mod tests {
     }
 
     /// How that refusal is classified: a hard bounce.
+    /// Over a fresh scripted relay: a message it refuses, then one it must take. Gives the
+    /// refusal and what the relay saw.
+    async fn refused_then_sent(script: Script) -> (SendError, Arc<Seen>) {
+        let (port, seen) = scripted_relay(None, script).await;
+        let sender = sender_over(plain_relay(port));
+        let err = sender.send(&bounce()).await.expect_err("refused");
+        sender.send(&note()).await.expect("the next message goes");
+        (err, seen)
+    }
+
     fn hard_bounce() -> SendError {
         SendError::Gone {
             reason: "smtp 550 5.1.1 (mailbox unavailable)".into(),
@@ -1290,16 +1300,12 @@ mod tests {
                 refuse_rset: true,
                 ..Script::default()
             };
-            let (port, seen) = scripted_relay(None, script).await;
-            let sender = sender_over(plain_relay(port));
-
-            let err = sender.send(&bounce()).await.expect_err("refused");
+            let (err, seen) = refused_then_sent(script).await;
             assert_eq!(
                 err,
                 hard_bounce(),
                 "the recipient's refusal, not the RSET's (pipelining {pipelining})"
             );
-            sender.send(&note()).await.expect("sent");
             assert_eq!(
                 (seen.connections(), seen.messages()),
                 (2, 1),
@@ -1365,16 +1371,12 @@ mod tests {
                 data_after_refusal,
                 ..Script::default()
             };
-            let (port, seen) = scripted_relay(None, script).await;
-            let sender = sender_over(plain_relay(port));
-
-            let err = sender.send(&bounce()).await.expect_err("refused");
+            let (err, seen) = refused_then_sent(script).await;
             assert_eq!(
                 err,
                 hard_bounce(),
                 "pipelining {pipelining}, data after refusal {data_after_refusal}"
             );
-            sender.send(&note()).await.expect("the next message goes");
 
             assert_eq!(
                 (seen.connections(), seen.messages()),
