@@ -12,7 +12,7 @@ use herald::settings::Settings;
 /// `/proc/self/stat`, in the kernel's clock ticks (USER_HZ, 100 per second on Linux). A
 /// rate depends on what else the machine runs; CPU per message much less so, which is what
 /// makes it the figure to compare two builds by.
-pub fn cpu_seconds() -> f64 {
+pub fn cpu_seconds() -> CpuTime {
     std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| {
@@ -21,9 +21,36 @@ pub fn cpu_seconds() -> f64 {
             let rest = &s[s.rfind(')')? + 1..];
             let fields: Vec<&str> = rest.split_whitespace().collect();
             let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
-            Some((ticks(14)? + ticks(15)?) / 100.0)
+            Some(CpuTime {
+                user: ticks(14)? / 100.0,
+                system: ticks(15)? / 100.0,
+            })
         })
-        .unwrap_or(0.0)
+        .unwrap_or_default()
+}
+
+/// CPU seconds spent in the process's own code and in the kernel on its behalf (system
+/// calls, and on a VM, the wake-ups of other threads).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTime {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl CpuTime {
+    pub fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+impl std::ops::Sub for CpuTime {
+    type Output = CpuTime;
+    fn sub(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user - earlier.user,
+            system: self.system - earlier.system,
+        }
+    }
 }
 
 /// Peak resident set size of this process so far, in MiB (Linux `VmHWM`).

@@ -16,7 +16,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{StorageError, Store, in_list};
+use super::{StorageError, Store};
 use crate::settings::Backend;
 
 /// A delivery claimed by one worker until `lease_until`.
@@ -133,42 +133,25 @@ pub struct FeedEntry {
     pub sent_at: i64,
 }
 
-/// Outcomes per settling statement: 4 parameters a row stays far below both backends' limits.
-const SETTLE_CHUNK: usize = 256;
-
-/// `UPDATE outbox … FROM v` for `rows` outcomes given as a `VALUES` list named `columns`
-/// (its first two are the row id and the lease token), setting `set` plus what every
-/// outcome sets. The caller binds each row's values in order, then whatever `set` itself
-/// asks for. SQLite keeps the anonymous `?` (it looks each *named* parameter up by a linear
-/// scan, which costs at a thousand of them); PostgreSQL needs them numbered.
-fn settle_sql(backend: Backend, rows: usize, columns: &str, row: &str, set: &str) -> String {
-    let values = vec![row; rows].join(", ");
-    let sql = format!(
-        "WITH {columns} AS (VALUES {values}) \
-         UPDATE outbox SET {set}, lease_until = NULL, lease_token = NULL \
+/// `UPDATE outbox … FROM v` for outcomes given as the JSON array of arrays in `$1` (see
+/// [`super::json_rows`]): `fields` names each array's fields after the row id and the lease
+/// token, as `v`'s columns, and `set` is what the outcome sets besides ending the lease. One
+/// statement per kind of outcome, whatever the number of rows, so it is prepared once.
+fn settle_sql(backend: Backend, fields: &[(&str, &str)], set: &str) -> String {
+    let columns: String = fields
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ty))| format!(", CAST(value ->> {} AS {ty}) AS {name}", i + 2))
+        .collect();
+    // Materialized: SQLite otherwise evaluated `v` again for each row it joined, parsing the
+    // whole JSON list again for every outcome.
+    format!(
+        "WITH v AS MATERIALIZED (SELECT value ->> 0 AS id, value ->> 1 AS token{columns} \
+         FROM {rows}) UPDATE outbox SET {set}, lease_until = NULL, lease_token = NULL \
          FROM v WHERE outbox.id = v.id AND outbox.lease_token = v.token \
-         AND outbox.status = 'leased'"
-    );
-    match backend {
-        Backend::Sqlite => sql,
-        Backend::Postgres => number_placeholders(&sql),
-    }
-}
-
-/// `?, ?, …` → `$1, $2, …`, as PostgreSQL reads them.
-fn number_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + sql.len() / 4);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+         AND outbox.status = 'leased'",
+        rows = super::json_rows(backend, 1),
+    )
 }
 
 /// PostgreSQL: takes, for the claiming transaction, the advisory lock on the member and
@@ -321,40 +304,34 @@ impl Store {
         };
         recipients.sort_unstable();
         recipients.dedup();
-        let mut claimed = Vec::new();
-        for chunk in recipients.chunks(SETTLE_CHUNK) {
-            // The partial index of held rows, by recipient with the channel fixed: SQLite's
-            // planner otherwise reads every pending row of the channel (300,000 in the
-            // digest benchmark) for each claim.
-            let sql = format!(
-                "{LEASE} WHERE id IN (SELECT id FROM outbox {index} WHERE status = 'pending' \
-                 AND fold = 1 AND channel = $3 AND recipient IN ({}) \
-                 AND next_attempt_at <= $4 {fold_lock} {lock}) \
-                 {CLAIM_RETURNING}",
-                super::in_list_from(5, chunk.len())
-            );
-            let mut query = super::listing(&sql)
-                .bind(token)
-                .bind(until)
-                .bind(channel)
-                .bind(now);
-            for recipient in chunk {
-                query = query.bind(*recipient);
-            }
-            for row in query.fetch_all(&self.write).await? {
-                claimed.push(decode_claimed(&row)?);
-            }
-        }
-        Ok(claimed)
+        // The partial index of held rows, by recipient with the channel fixed: SQLite's
+        // planner otherwise reads every pending row of the channel (300,000 in the digest
+        // benchmark) for each claim.
+        let sql = format!(
+            "{LEASE} WHERE id IN (SELECT id FROM outbox {index} WHERE status = 'pending' \
+             AND fold = 1 AND channel = $3 AND recipient IN {} \
+             AND next_attempt_at <= $4 {fold_lock} {lock}) \
+             {CLAIM_RETURNING}",
+            super::json_list(self.backend, 5)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(token)
+            .bind(until)
+            .bind(channel)
+            .bind(now)
+            .bind(super::json_param(&recipients)?)
+            .fetch_all(&self.write)
+            .await?;
+        rows.iter().map(decode_claimed).collect()
     }
 
     /// Record outcomes in one transaction. Returns how many were recorded; an outcome whose
     /// claim is no longer current (its lease expired and the row was claimed again, or it was
     /// re-queued by an operator) is not recorded.
     ///
-    /// Outcomes of a kind are written by one `UPDATE … FROM` over a `VALUES` list per
-    /// [`SETTLE_CHUNK`] rows rather than a statement per row: on SQLite every statement is a
-    /// round trip to the connection's worker thread while the single writer is held.
+    /// Outcomes of a kind are written by one `UPDATE … FROM` over all of them rather than a
+    /// statement per row: on SQLite every statement is a round trip to the connection's
+    /// worker thread while the single writer is held.
     pub async fn settle_deliveries(
         &self,
         settled: &[Settled],
@@ -363,108 +340,67 @@ impl Store {
         if settled.is_empty() {
             return Ok(0);
         }
+        // Each kind of outcome as the arrays its statement reads: id, token, then its fields.
         let (mut sent, mut retry, mut ended, mut held) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for s in settled {
+            let (id, token) = (&s.id, &s.lease_token);
             match &s.outcome {
-                Outcome::Sent { .. } => sent.push(s),
-                Outcome::Retry { .. } => retry.push(s),
-                Outcome::Dead { .. } | Outcome::Cancelled { .. } => ended.push(s),
-                Outcome::Held { .. } => held.push(s),
-            }
-        }
-        let mut tx = self.begin_write().await?;
-        let mut recorded = 0;
-        for chunk in sent.chunks(SETTLE_CHUNK) {
-            let sql = settle_sql(
-                self.backend,
-                chunk.len(),
-                "v(id, token, provider, provider_id)",
-                "(?, ?, ?, ?)",
-                "status = 'sent', provider = v.provider, provider_id = v.provider_id, \
-                 sent_at = ?, last_error = NULL, fold = 0, attempts = attempts + 1",
-            );
-            let mut query = super::listing(&sql);
-            for s in chunk {
-                let Outcome::Sent {
+                Outcome::Sent {
                     provider,
                     provider_id,
-                } = &s.outcome
-                else {
-                    unreachable!("partitioned above")
-                };
-                query = query
-                    .bind(&s.id)
-                    .bind(&s.lease_token)
-                    .bind(provider)
-                    .bind(provider_id.as_deref());
+                } => sent.push((id, token, provider, provider_id)),
+                Outcome::Retry { at, error } => retry.push((id, token, at, error)),
+                Outcome::Dead { error: reason } | Outcome::Cancelled { reason } => {
+                    ended.push((id, token, s.outcome.status(), reason))
+                }
+                Outcome::Held { at, fold } => held.push((id, token, at, i64::from(*fold))),
             }
-            recorded += query.bind(now).execute(&mut *tx).await?.rows_affected() as usize;
         }
-        for chunk in retry.chunks(SETTLE_CHUNK) {
+        let backend = self.backend;
+        let mut tx = self.begin_write().await?;
+        let mut recorded = 0;
+        if !sent.is_empty() {
             let sql = settle_sql(
-                self.backend,
-                chunk.len(),
-                "v(id, token, at, error)",
-                "(?, ?, CAST(? AS BIGINT), ?)",
+                backend,
+                &[("provider", "TEXT"), ("provider_id", "TEXT")],
+                "status = 'sent', provider = v.provider, provider_id = v.provider_id, \
+                 sent_at = $2, last_error = NULL, fold = 0, attempts = attempts + 1",
+            );
+            let query = sqlx::query(&sql).bind(super::json_param(&sent)?).bind(now);
+            recorded += query.execute(&mut *tx).await?.rows_affected();
+        }
+        if !retry.is_empty() {
+            let sql = settle_sql(
+                backend,
+                &[("at", "BIGINT"), ("error", "TEXT")],
                 "status = 'pending', next_attempt_at = v.at, last_error = v.error, \
                  attempts = attempts + 1",
             );
-            let mut query = super::listing(&sql);
-            for s in chunk {
-                let Outcome::Retry { at, error } = &s.outcome else {
-                    unreachable!("partitioned above")
-                };
-                query = query.bind(&s.id).bind(&s.lease_token).bind(*at).bind(error);
-            }
-            recorded += query.execute(&mut *tx).await?.rows_affected() as usize;
+            let query = sqlx::query(&sql).bind(super::json_param(&retry)?);
+            recorded += query.execute(&mut *tx).await?.rows_affected();
         }
-        for chunk in ended.chunks(SETTLE_CHUNK) {
+        if !ended.is_empty() {
             let sql = settle_sql(
-                self.backend,
-                chunk.len(),
-                "v(id, token, status, error)",
-                "(?, ?, ?, ?)",
+                backend,
+                &[("status", "TEXT"), ("error", "TEXT")],
                 "status = v.status, last_error = v.error, attempts = attempts + 1",
             );
-            let mut query = super::listing(&sql);
-            for s in chunk {
-                let (Outcome::Dead { error: reason } | Outcome::Cancelled { reason }) = &s.outcome
-                else {
-                    unreachable!("partitioned above")
-                };
-                query = query
-                    .bind(&s.id)
-                    .bind(&s.lease_token)
-                    .bind(s.outcome.status())
-                    .bind(reason);
-            }
-            recorded += query.execute(&mut *tx).await?.rows_affected() as usize;
+            let query = sqlx::query(&sql).bind(super::json_param(&ended)?);
+            recorded += query.execute(&mut *tx).await?.rows_affected();
         }
-        for chunk in held.chunks(SETTLE_CHUNK) {
+        if !held.is_empty() {
             // A hold is policy, not an attempt: `attempts` stays as it was.
             let sql = settle_sql(
-                self.backend,
-                chunk.len(),
-                "v(id, token, at, fold)",
-                "(?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT))",
+                backend,
+                &[("at", "BIGINT"), ("fold", "BIGINT")],
                 "status = 'pending', next_attempt_at = v.at, fold = v.fold",
             );
-            let mut query = super::listing(&sql);
-            for s in chunk {
-                let Outcome::Held { at, fold } = &s.outcome else {
-                    unreachable!("partitioned above")
-                };
-                query = query
-                    .bind(&s.id)
-                    .bind(&s.lease_token)
-                    .bind(*at)
-                    .bind(i64::from(*fold));
-            }
-            recorded += query.execute(&mut *tx).await?.rows_affected() as usize;
+            let query = sqlx::query(&sql).bind(super::json_param(&held)?);
+            recorded += query.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
-        Ok(recorded)
+        Ok(recorded as usize)
     }
 
     /// Dead letters, oldest first, optionally of one channel.
@@ -587,20 +523,18 @@ impl Store {
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, PublicationContext>, StorageError> {
-        let mut out = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            let sql = format!(
-                "{PUBLICATION_COLUMNS} WHERE p.id IN ({})",
-                in_list(chunk.len())
-            );
-            let mut query = super::listing(&sql);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            for row in query.fetch_all(&self.read).await? {
-                let context = decode_publication(&row)?;
-                out.insert(context.id.clone(), context);
-            }
+        let sql = format!(
+            "{PUBLICATION_COLUMNS} WHERE p.id IN {}",
+            super::json_list(self.backend, 1)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(super::json_param(ids)?)
+            .fetch_all(&self.read)
+            .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let context = decode_publication(&row)?;
+            out.insert(context.id.clone(), context);
         }
         Ok(out)
     }
@@ -610,22 +544,17 @@ impl Store {
         &self,
         dids: &[String],
     ) -> Result<HashMap<String, String>, StorageError> {
-        let mut out = HashMap::new();
-        for chunk in dids.chunks(500) {
-            let sql = format!(
-                "SELECT did, language FROM preferences WHERE language IS NOT NULL \
-                 AND did IN ({})",
-                in_list(chunk.len())
-            );
-            let mut query = super::listing(&sql);
-            for did in chunk {
-                query = query.bind(did);
-            }
-            for row in query.fetch_all(&self.read).await? {
-                out.insert(row.try_get(0)?, row.try_get(1)?);
-            }
-        }
-        Ok(out)
+        let sql = format!(
+            "SELECT did, language FROM preferences WHERE language IS NOT NULL AND did IN {}",
+            super::json_list(self.backend, 1)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(super::json_param(dids)?)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
     }
 
     /// The newest `limit` items delivered to `did`'s private feed.

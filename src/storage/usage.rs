@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{Claimed, StorageError, Store, in_list};
+use super::{Claimed, StorageError, Store};
 
 /// A daily message counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,33 +52,29 @@ impl Store {
         &self,
         dids: &[String],
     ) -> Result<HashMap<String, MemberTiming>, StorageError> {
-        let mut out = HashMap::new();
-        for chunk in dids.chunks(500) {
-            let sql = format!(
-                "SELECT did, language, timezone, digest_hour, quiet_start, quiet_end, \
-                 channel_limits, channel_cadences FROM preferences WHERE did IN ({})",
-                in_list(chunk.len())
-            );
-            let mut query = super::listing(&sql);
-            for did in chunk {
-                query = query.bind(did);
-            }
-            for row in query.fetch_all(&self.read).await? {
-                out.insert(
-                    row.try_get(0)?,
-                    MemberTiming {
-                        language: row.try_get(1)?,
-                        timezone: row.try_get(2)?,
-                        digest_hour: row.try_get(3)?,
-                        quiet_start: row.try_get(4)?,
-                        quiet_end: row.try_get(5)?,
-                        channel_limits: row.try_get(6)?,
-                        channel_cadences: row.try_get(7)?,
-                    },
-                );
-            }
-        }
-        Ok(out)
+        let sql = format!(
+            "SELECT did, language, timezone, digest_hour, quiet_start, quiet_end, \
+             channel_limits, channel_cadences FROM preferences WHERE did IN {}",
+            super::json_list(self.backend, 1)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(super::json_param(dids)?)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let timing = MemberTiming {
+                    language: row.try_get(1)?,
+                    timezone: row.try_get(2)?,
+                    digest_hour: row.try_get(3)?,
+                    quiet_start: row.try_get(4)?,
+                    quiet_end: row.try_get(5)?,
+                    channel_limits: row.try_get(6)?,
+                    channel_cadences: row.try_get(7)?,
+                };
+                Ok((row.try_get(0)?, timing))
+            })
+            .collect()
     }
 
     /// Take one of the `cap` messages `counter` allows `key` on `channel` on `day`: the count

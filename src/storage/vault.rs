@@ -8,7 +8,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{StorageError, Store, in_list, in_list_from, now_micros};
+use super::{StorageError, Store, now_micros};
 
 /// The vault store: a [`Store`] connected to the vault database with the vault's migrations.
 #[derive(Clone)]
@@ -180,22 +180,17 @@ impl VaultStore {
         owners: &[String],
         channel: &str,
     ) -> Result<Vec<ContactRow>, StorageError> {
-        let mut out = Vec::new();
-        for chunk in owners.chunks(500) {
-            let sql = format!(
-                "{CONTACT_COLUMNS} WHERE channel = $1 AND owner IN ({}) AND status = 'verified' \
-                 AND disabled_at IS NULL AND {NOT_OPTED_OUT} ORDER BY owner, created_at, id",
-                in_list_from(2, chunk.len())
-            );
-            let mut query = super::listing(&sql).bind(channel);
-            for owner in chunk {
-                query = query.bind(owner);
-            }
-            for row in query.fetch_all(&self.db.read).await? {
-                out.push(decode_contact(&row)?);
-            }
-        }
-        Ok(out)
+        let sql = format!(
+            "{CONTACT_COLUMNS} WHERE channel = $1 AND owner IN {} AND status = 'verified' \
+             AND disabled_at IS NULL AND {NOT_OPTED_OUT} ORDER BY owner, created_at, id",
+            super::json_list(self.db.backend, 2)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(channel)
+            .bind(super::json_param(owners)?)
+            .fetch_all(&self.db.read)
+            .await?;
+        rows.iter().map(decode_contact).collect()
     }
 
     /// Email address rows by blind index, keyed by it.
@@ -203,22 +198,19 @@ impl VaultStore {
         &self,
         indexes: &[Vec<u8>],
     ) -> Result<Vec<(Vec<u8>, EmailAddressRow)>, StorageError> {
-        let mut out = Vec::new();
-        for chunk in indexes.chunks(500) {
-            let sql = format!(
-                "SELECT address_index, id, address, key_version, unsubscribed_at, suppressed_at, \
-                 suppressed_reason FROM email_addresses WHERE address_index IN ({})",
-                in_list(chunk.len())
-            );
-            let mut query = super::listing(&sql);
-            for index in chunk {
-                query = query.bind(index.clone());
-            }
-            for row in query.fetch_all(&self.db.read).await? {
-                out.push((row.try_get("address_index")?, decode_email(&row)?));
-            }
-        }
-        Ok(out)
+        let sql = format!(
+            "SELECT address_index, id, address, key_version, unsubscribed_at, suppressed_at, \
+             suppressed_reason FROM email_addresses WHERE address_index IN {}",
+            super::json_hex_list(self.db.backend, 1)
+        );
+        let hex: Vec<String> = indexes.iter().map(hex::encode).collect();
+        let rows = sqlx::query(&sql)
+            .bind(super::json_param(&hex)?)
+            .fetch_all(&self.db.read)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("address_index")?, decode_email(row)?)))
+            .collect()
     }
 
     /// Email address rows by id.
@@ -226,18 +218,15 @@ impl VaultStore {
         &self,
         ids: &[String],
     ) -> Result<Vec<EmailAddressRow>, StorageError> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(500) {
-            let sql = format!("{EMAIL_COLUMNS} WHERE id IN ({})", in_list(chunk.len()));
-            let mut query = super::listing(&sql);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            for row in query.fetch_all(&self.db.read).await? {
-                out.push(decode_email(&row)?);
-            }
-        }
-        Ok(out)
+        let sql = format!(
+            "{EMAIL_COLUMNS} WHERE id IN {}",
+            super::json_list(self.db.backend, 1)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(super::json_param(ids)?)
+            .fetch_all(&self.db.read)
+            .await?;
+        rows.iter().map(decode_email).collect()
     }
 
     /// Stop delivering to a contact a provider reported gone; verifying it again re-enables it.
@@ -712,29 +701,25 @@ impl VaultStore {
         &self,
         owners: &[String],
     ) -> Result<Vec<(String, String)>, StorageError> {
-        let mut out = Vec::new();
-        for chunk in owners.chunks(500) {
-            let sql = format!(
-                "SELECT c.owner, c.channel FROM contacts c \
-                 LEFT JOIN email_addresses a ON c.channel = 'email' \
-                      AND a.address_index = c.address_index \
-                 WHERE c.status = 'verified' AND c.disabled_at IS NULL AND c.owner IN ({0}) \
-                 AND (c.channel <> 'email' OR (a.id IS NOT NULL AND a.unsubscribed_at IS NULL \
-                      AND a.suppressed_at IS NULL)) \
-                 AND NOT EXISTS (SELECT 1 FROM sms_opt_outs o WHERE c.channel = 'sms' \
-                      AND o.number_index = c.address_index) \
-                 UNION ALL SELECT owner, 'feed' FROM feeds WHERE owner IN ({0})",
-                in_list(chunk.len())
-            );
-            let mut query = super::listing(&sql);
-            for owner in chunk {
-                query = query.bind(owner);
-            }
-            for row in query.fetch_all(&self.db.read).await? {
-                out.push((row.try_get(0)?, row.try_get(1)?));
-            }
-        }
-        Ok(out)
+        let sql = format!(
+            "SELECT c.owner, c.channel FROM contacts c \
+             LEFT JOIN email_addresses a ON c.channel = 'email' \
+                  AND a.address_index = c.address_index \
+             WHERE c.status = 'verified' AND c.disabled_at IS NULL AND c.owner IN {0} \
+             AND (c.channel <> 'email' OR (a.id IS NOT NULL AND a.unsubscribed_at IS NULL \
+                  AND a.suppressed_at IS NULL)) \
+             AND NOT EXISTS (SELECT 1 FROM sms_opt_outs o WHERE c.channel = 'sms' \
+                  AND o.number_index = c.address_index) \
+             UNION ALL SELECT owner, 'feed' FROM feeds WHERE owner IN {0}",
+            super::json_list(self.db.backend, 1)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(super::json_param(owners)?)
+            .fetch_all(&self.db.read)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
     }
 
     /// Up to `limit` sealed values not yet under key `current` (contacts and email addresses).

@@ -431,6 +431,65 @@ on_both_backends! {
         assert_eq!(app.store().delivery(&row.id).await.unwrap().unwrap().0, "sent");
     }
 
+    async fn one_settle_records_every_kind_of_outcome_with_its_text_intact(backend) {
+        let app = spawn_app(backend).await;
+        let community = app.identity("community");
+        app.community(&community, json!({})).await;
+        let mut events = Vec::new();
+        for i in 0..5 {
+            let member = Identity::plc(&format!("s{i}"));
+            events.push(herald::sandbox::event::create(&member.did, SUBSCRIPTION, &herald::sandbox::tid(),
+                &herald::sandbox::tid(), json!({"subject": community.did, "createdAt": "2026-11-21T10:00:00.000Z",
+                "routes": [{"pipe": "opportunity", "channels": ["feed"]}]})));
+            app.vault().store().put_feed(&member.did, format!("hash-{i}").as_bytes()).await.unwrap();
+        }
+        app.ingest(events).await;
+        let publication = publish_item(&app, &community, json!({"id": "s1", "title": "Settle"})).await;
+        let rows = app.store().claim_deliveries(10, Duration::from_secs(60), now_micros()).await.unwrap();
+        assert_eq!(rows.len(), 5);
+        // Outcomes travel to the database as one JSON list per kind: quotes, backslashes,
+        // newlines and non-ASCII text must come back as written, and a missing id as NULL.
+        let text = "550 \"no\" such user\\mailbox\n'quoted' — ünïcode ✓";
+        let at = now_micros() + 3_600_000_000;
+        let outcomes = [
+            Outcome::Sent { provider: "smtp".into(), provider_id: Some(format!("<{text}>")) },
+            Outcome::Retry { at, error: text.into() },
+            Outcome::Dead { error: text.into() },
+            Outcome::Cancelled { reason: text.into() },
+            Outcome::Held { at, fold: true },
+        ];
+        let settled: Vec<Settled> = rows.iter().zip(outcomes.iter()).map(|(row, outcome)| Settled {
+            id: row.id.clone(), lease_token: row.lease_token.clone(), outcome: outcome.clone() }).collect();
+        assert_eq!(app.store().settle_deliveries(&settled, now_micros()).await.unwrap(), 5);
+
+        let row = |i: usize| {
+            let id = rows[i].id.clone();
+            let store = app.store().clone();
+            async move { store.delivery(&id).await.unwrap().unwrap() }
+        };
+        let (status, attempts, _, provider, provider_id, error) = row(0).await;
+        assert_eq!((status.as_str(), attempts, provider.as_deref()), ("sent", 1, Some("smtp")));
+        assert_eq!(provider_id, Some(format!("<{text}>")));
+        assert_eq!(error, None);
+        let (status, attempts, _, _, _, error) = row(1).await;
+        assert_eq!((status.as_str(), attempts, error.as_deref()), ("pending", 1, Some(text)));
+        let (status, attempts, _, _, _, error) = row(2).await;
+        assert_eq!((status.as_str(), attempts, error.as_deref()), ("dead", 1, Some(text)));
+        let (status, attempts, _, _, _, error) = row(3).await;
+        assert_eq!((status.as_str(), attempts, error.as_deref()), ("cancelled", 1, Some(text)));
+        let (status, attempts, _, _, _, _) = row(4).await;
+        assert_eq!((status.as_str(), attempts), ("pending", 0), "a hold is not an attempt");
+        // The retry and the hold are due when they said, not before.
+        assert!(app.store().claim_deliveries(10, Duration::from_secs(60), now_micros()).await.unwrap().is_empty());
+        let due = app.store().claim_deliveries(10, Duration::from_secs(60), at).await.unwrap();
+        let mut due: Vec<(String, bool)> = due.into_iter().map(|c| (c.id, c.fold)).collect();
+        due.sort();
+        let mut expected = vec![(rows[1].id.clone(), false), (rows[4].id.clone(), true)];
+        expected.sort();
+        assert_eq!(due, expected);
+        assert_eq!(app.store().outbox_for(&publication).await.unwrap().len(), 5);
+    }
+
     async fn a_failing_sms_provider_fails_over_and_its_breaker_opens(backend) {
         let app = spawn_app_with(backend, delivering(With { twilio: true, vonage: true, ..With::default() })).await;
         let community = app.identity("community");
