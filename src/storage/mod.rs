@@ -301,16 +301,6 @@ fn json_list(backend: Backend, n: usize) -> String {
     }
 }
 
-/// `(SELECT …)`: the byte strings, written in hex, of the JSON array in parameter `$n`.
-fn json_hex_list(backend: Backend, n: usize) -> String {
-    match backend {
-        Backend::Sqlite => format!("(SELECT unhex(value) FROM json_each(${n}))"),
-        Backend::Postgres => {
-            format!("(SELECT decode(v, 'hex') FROM json_array_elements_text(${n}::json) AS j(v))")
-        }
-    }
-}
-
 /// A `FROM` source with one row per element of the JSON array in parameter `$n`, the element
 /// named `value`: with arrays as elements, `value ->> 0` is a row's first field, as text (or
 /// SQL NULL for `null`).

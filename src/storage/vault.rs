@@ -193,23 +193,31 @@ impl VaultStore {
         rows.iter().map(decode_contact).collect()
     }
 
-    /// Email address rows by blind index, keyed by it.
-    pub async fn email_addresses_by_index(
+    /// For each of `owners`' deliverable email contacts, in [`deliverable_contacts_of`]'s
+    /// order, its owner and the row of its address, which is what an email is sent through
+    /// (unsubscribe and suppression belong to the address). One query where contacts and then
+    /// their addresses took two.
+    ///
+    /// [`deliverable_contacts_of`]: VaultStore::deliverable_contacts_of
+    pub async fn deliverable_email_addresses_of(
         &self,
-        indexes: &[Vec<u8>],
-    ) -> Result<Vec<(Vec<u8>, EmailAddressRow)>, StorageError> {
+        owners: &[String],
+    ) -> Result<Vec<(String, EmailAddressRow)>, StorageError> {
         let sql = format!(
-            "SELECT address_index, id, address, key_version, unsubscribed_at, suppressed_at, \
-             suppressed_reason FROM email_addresses WHERE address_index IN {}",
-            super::json_hex_list(self.db.backend, 1)
+            "SELECT c.owner AS owner, a.id AS id, a.address AS address, \
+             a.key_version AS key_version, a.unsubscribed_at AS unsubscribed_at, \
+             a.suppressed_at AS suppressed_at, a.suppressed_reason AS suppressed_reason \
+             FROM contacts c JOIN email_addresses a ON a.address_index = c.address_index \
+             WHERE c.channel = 'email' AND c.owner IN {} AND c.status = 'verified' \
+             AND c.disabled_at IS NULL ORDER BY c.owner, c.created_at, c.id",
+            super::json_list(self.db.backend, 1)
         );
-        let hex: Vec<String> = indexes.iter().map(hex::encode).collect();
         let rows = sqlx::query(&sql)
-            .bind(super::json_param(&hex)?)
+            .bind(super::json_param(owners)?)
             .fetch_all(&self.db.read)
             .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get("address_index")?, decode_email(row)?)))
+            .map(|row| Ok((row.try_get("owner")?, decode_email(row)?)))
             .collect()
     }
 

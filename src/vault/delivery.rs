@@ -107,39 +107,20 @@ impl Vault {
             return Ok(out);
         }
         let owners: Vec<String> = members.into_iter().cloned().collect();
+        if channel == Channel::Email {
+            for (owner, row) in self.store.deliverable_email_addresses_of(&owners).await? {
+                if let Some(target) = self.email_target(&row).await? {
+                    out.entry(owner).or_default().push(target);
+                }
+            }
+            return Ok(out);
+        }
         let contacts = self
             .store
             .deliverable_contacts_of(&owners, channel.as_str())
             .await?;
-        // An email contact is delivered through its address's own row (unsubscribe and
-        // suppression belong to the address): fetch those rows together.
-        let mut addresses: HashMap<Vec<u8>, EmailAddressRow> = HashMap::new();
-        if channel == Channel::Email {
-            let indexes: Vec<Vec<u8>> = contacts
-                .iter()
-                .filter_map(|c| c.address_index.clone())
-                .collect();
-            addresses = self
-                .store
-                .email_addresses_by_index(&indexes)
-                .await?
-                .into_iter()
-                .collect();
-        }
         for contact in contacts {
-            let target = if channel == Channel::Email {
-                match contact
-                    .address_index
-                    .as_ref()
-                    .and_then(|i| addresses.get(i))
-                {
-                    Some(row) => self.email_target(row).await?,
-                    None => None,
-                }
-            } else {
-                self.contact_target(channel, &contact)?
-            };
-            if let Some(target) = target {
+            if let Some(target) = self.contact_target(channel, &contact)? {
                 out.entry(contact.owner.clone()).or_default().push(target);
             }
         }
