@@ -47,8 +47,8 @@ use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
     DkimSigningKey,
 };
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::extension::ClientId;
 use secrecy::{ExposeSecret, SecretString};
@@ -113,6 +113,14 @@ pub struct OutgoingEmail {
     /// Becomes the Message-ID's left part, so a retry of the same delivery sends the same
     /// Message-ID; a fresh one is made when absent.
     pub idempotency_key: Option<String>,
+}
+
+/// An email's bodies already in quoted-printable with CRLF lines: `text` for the text/plain
+/// part, `html` for the text/html one (see [`super::qp`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QpBodies {
+    pub text: Vec<u8>,
+    pub html: Option<Vec<u8>>,
 }
 
 /// Why the email channel could not be configured. Texts never repeat the SMTP URL, which may
@@ -314,8 +322,18 @@ impl EmailSender {
     /// Sends one email. On success `provider_id` is the Message-ID, the same on every retry
     /// with the same idempotency key.
     pub async fn send(&self, email: &OutgoingEmail) -> Result<Sent, SendError> {
+        self.send_encoded(email, None).await
+    }
+
+    /// [`EmailSender::send`], with the bodies already in quoted-printable when `encoded` is
+    /// given (the same text as `email.text` and `email.html`, see [`super::qp`]).
+    pub async fn send_encoded(
+        &self,
+        email: &OutgoingEmail,
+        encoded: Option<&QpBodies>,
+    ) -> Result<Sent, SendError> {
         let message_id = self.message_id(email.idempotency_key.as_deref());
-        let message = self.build(email, &message_id)?;
+        let message = self.build(email, encoded, &message_id)?;
         let raw = message.formatted();
         let outcome = tokio::time::timeout(SMTP_TIMEOUT, self.transmit(message.envelope(), &raw))
             .await
@@ -353,7 +371,12 @@ impl EmailSender {
         sent
     }
 
-    fn build(&self, email: &OutgoingEmail, message_id: &str) -> Result<Message, SendError> {
+    fn build(
+        &self,
+        email: &OutgoingEmail,
+        encoded: Option<&QpBodies>,
+        message_id: &str,
+    ) -> Result<Message, SendError> {
         let to: Mailbox = email
             .to
             .parse()
@@ -384,12 +407,25 @@ impl EmailSender {
                 .map_err(|_| SendError::permanent("invalid extra header name"))?;
             builder = builder.raw_header(HeaderValue::new(name, value.clone()));
         }
-        let built = match &email.html {
-            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+        let qp = |bytes: &Vec<u8>| {
+            Body::dangerous_pre_encoded(bytes.clone(), ContentTransferEncoding::QuotedPrintable)
+        };
+        let built = match (&email.html, encoded) {
+            (
+                Some(_),
+                Some(QpBodies {
+                    text,
+                    html: Some(html),
+                }),
+            ) => builder.multipart(MultiPart::alternative_plain_html(qp(text), qp(html))),
+            (None, Some(QpBodies { text, html: None })) => {
+                builder.singlepart(SinglePart::plain(qp(text)))
+            }
+            (Some(html), _) => builder.multipart(MultiPart::alternative_plain_html(
                 email.text.clone(),
                 html.clone(),
             )),
-            None => builder.singlepart(SinglePart::plain(email.text.clone())),
+            (None, _) => builder.singlepart(SinglePart::plain(email.text.clone())),
         };
         // Only the fact is kept: lettre's error text is not ours to vouch for (addresses).
         let mut message = built.map_err(|_| SendError::permanent("message could not be built"))?;
@@ -788,7 +824,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let message = signer.build(&email, "<d1@herald.example>").unwrap();
+        let message = signer.build(&email, None, "<d1@herald.example>").unwrap();
         let raw = String::from_utf8(message.formatted()).unwrap();
         let signature = raw
             .split("\r\n")
@@ -961,12 +997,12 @@ mod tests {
             vec![("Precedence", "bulk"), ("precedence", "list")],
         ] {
             let err = s
-                .build(&email(headers.clone()), "<a@b>")
+                .build(&email(headers.clone()), None, "<a@b>")
                 .expect_err("refused");
             assert!(matches!(err, SendError::Permanent { .. }), "{headers:?}");
         }
         let ok = s
-            .build(&email(vec![("Precedence", "bulk")]), "<a@b>")
+            .build(&email(vec![("Precedence", "bulk")]), None, "<a@b>")
             .expect("built");
         let raw = String::from_utf8(ok.formatted()).expect("utf-8");
         assert!(raw.contains("\r\nPrecedence: bulk\r\n"), "{raw}");
@@ -982,8 +1018,8 @@ mod tests {
             headers: vec![("Feedback-Id".into(), "x\r\nBcc: victim@example.org".into())],
             ..Default::default()
         };
-        let raw =
-            String::from_utf8(s.build(&email, "<a@b>").expect("built").formatted()).expect("utf-8");
+        let raw = String::from_utf8(s.build(&email, None, "<a@b>").expect("built").formatted())
+            .expect("utf-8");
         assert!(!raw.contains("\r\nBcc:"), "{raw}");
     }
 
@@ -994,7 +1030,7 @@ mod tests {
             to: "not an address@@example.org".into(),
             ..Default::default()
         };
-        let err = s.build(&email, "<a@b>").expect_err("refused");
+        let err = s.build(&email, None, "<a@b>").expect_err("refused");
         assert!(matches!(err, SendError::Permanent { .. }));
         assert!(!err.to_string().contains("example.org"), "{err}");
     }
@@ -1476,7 +1512,9 @@ mod tests {
         sender.send(&note()).await.expect("first");
 
         // Dropped mid-way, as the send's timeout would: the connection must not go back.
-        let raw = sender.build(&note(), "<a@herald.example>").expect("built");
+        let raw = sender
+            .build(&note(), None, "<a@herald.example>")
+            .expect("built");
         let bytes = raw.formatted();
         let mut transmit = Box::pin(sender.transmit(raw.envelope(), &bytes));
         assert!(futures_util::poll!(transmit.as_mut()).is_pending());

@@ -745,14 +745,22 @@ impl Dispatcher {
                 unsubscribe_url,
                 ..
             } => {
-                let rendered = match content {
-                    Content::One(publication) => self
-                        .email_frame(lang, publication)
-                        .await
-                        .complete(manage_url, unsubscribe_url),
+                let (rendered, encoded) = match content {
+                    Content::One(publication) => {
+                        let frame = self.email_frame(lang, publication).await;
+                        (
+                            frame.complete(manage_url, unsubscribe_url),
+                            frame.encoded(manage_url, unsubscribe_url),
+                        )
+                    }
                     Content::Many(items) => {
-                        self.renderer
-                            .email_digest(lang, digest(items), manage_url, unsubscribe_url)
+                        let rendered = self.renderer.email_digest(
+                            lang,
+                            digest(items),
+                            manage_url,
+                            unsubscribe_url,
+                        );
+                        (rendered, None)
                     }
                 };
                 let email = OutgoingEmail {
@@ -772,7 +780,7 @@ impl Dispatcher {
                 for g in &p.email {
                     if attempt.permitted(g)
                         && let ControlFlow::Break(done) =
-                            attempt.record(g, g.provider.send(&email).await)
+                            attempt.record(g, g.provider.send(&email, encoded.as_ref()).await)
                     {
                         return done;
                     }

@@ -18,7 +18,7 @@ use failsafe::backoff::EqualJittered;
 use failsafe::failure_policy::ConsecutiveFailures;
 use failsafe::{Config, StateMachine};
 
-use crate::channels::email::{EmailSender, OutgoingEmail};
+use crate::channels::email::{EmailSender, OutgoingEmail, QpBodies};
 use crate::channels::resend::ResendSender;
 use crate::channels::sms::SmsSender;
 use crate::channels::telegram::TelegramBot;
@@ -44,9 +44,15 @@ pub enum EmailProvider {
 }
 
 impl EmailProvider {
-    pub async fn send(&self, email: &OutgoingEmail) -> Result<Sent, SendError> {
+    /// Sends `email`; over SMTP with `encoded` as its bodies when given (an HTTP API takes
+    /// the plain text).
+    pub async fn send(
+        &self,
+        email: &OutgoingEmail,
+        encoded: Option<&QpBodies>,
+    ) -> Result<Sent, SendError> {
         match self {
-            EmailProvider::Smtp(s) => s.send(email).await,
+            EmailProvider::Smtp(s) => s.send_encoded(email, encoded).await,
             EmailProvider::Resend(r) => r.send(email).await,
         }
     }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use minijinja::{Environment, context};
 use serde::Serialize;
 
+use crate::channels::email::QpBodies;
+use crate::channels::qp::{Piece, QpTemplate};
 use crate::channels::webpush::MAX_PAYLOAD;
 use crate::storage::PublicationContext;
 
@@ -78,6 +80,9 @@ pub struct EmailFrame {
     subject: String,
     text: Vec<Part>,
     html: Vec<Part>,
+    /// Both bodies in quoted-printable, encoded once too (`None` for text SMTP should carry
+    /// in base64): see [`EmailFrame::encoded`].
+    encoded: Option<(QpTemplate, QpTemplate)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,16 +93,50 @@ enum Part {
 }
 
 impl EmailFrame {
+    fn new(subject: String, text: Vec<Part>, html: Vec<Part>) -> Self {
+        let template = |parts: &[Part]| {
+            let pieces: Vec<Piece<'_>> = parts
+                .iter()
+                .map(|p| match p {
+                    Part::Fixed(s) => Piece::Text(s),
+                    Part::Manage => Piece::Value(0),
+                    Part::Unsubscribe => Piece::Value(1),
+                })
+                .collect();
+            QpTemplate::new(&pieces)
+        };
+        let encoded = template(&text).zip(template(&html));
+        Self {
+            subject,
+            text,
+            html,
+            encoded,
+        }
+    }
+
     /// The email as [`Renderer::email`] renders it for these links.
     pub fn complete(&self, manage_url: &str, unsubscribe_url: &str) -> RenderedEmail {
-        // HTML gets the links the way the template engine escapes any value.
-        let escaped = |url: &str| minijinja::HtmlEscape(url).to_string();
         RenderedEmail {
             subject: self.subject.clone(),
             text: fill(&self.text, manage_url, unsubscribe_url),
             html: fill(&self.html, &escaped(manage_url), &escaped(unsubscribe_url)),
         }
     }
+
+    /// [`EmailFrame::complete`]'s bodies in quoted-printable, as SMTP carries them, without
+    /// encoding the whole text again for each member.
+    pub fn encoded(&self, manage_url: &str, unsubscribe_url: &str) -> Option<QpBodies> {
+        let (text, html) = self.encoded.as_ref()?;
+        Some(QpBodies {
+            text: text.fill(&[manage_url, unsubscribe_url]),
+            html: Some(html.fill(&[&escaped(manage_url), &escaped(unsubscribe_url)])),
+        })
+    }
+}
+
+/// A link in HTML, escaped the way the template engine escapes any value.
+fn escaped(url: &str) -> String {
+    minijinja::HtmlEscape(url).to_string()
 }
 
 fn fill(parts: &[Part], manage: &str, unsubscribe: &str) -> String {
@@ -300,11 +339,11 @@ impl Renderer {
     pub fn email_frame(&self, lang: &str, publication: &PublicationContext) -> EmailFrame {
         let m = &self.markers;
         let rendered = self.email(lang, publication, &m.manage(), &m.unsubscribe());
-        EmailFrame {
-            subject: rendered.subject,
-            text: m.split(&rendered.text),
-            html: m.split(&rendered.html),
-        }
+        EmailFrame::new(
+            rendered.subject,
+            m.split(&rendered.text),
+            m.split(&rendered.html),
+        )
     }
 
     /// One email listing several items (a digest, or what a daily cap held back).
@@ -649,6 +688,7 @@ mod tests {
 
     #[test]
     fn a_frame_completed_with_links_is_the_email_rendered_with_them() {
+        use quoted_printable::ParseMode;
         let r = Renderer::new();
         let mut quiet = publication();
         quiet.text = None;
@@ -663,11 +703,24 @@ mod tests {
             for p in [publication(), quiet.clone()] {
                 let frame = r.email_frame(lang, &p);
                 for (manage, unsubscribe) in links {
+                    let email = r.email(lang, &p, manage, unsubscribe);
                     assert_eq!(
                         frame.complete(manage, unsubscribe),
-                        r.email(lang, &p, manage, unsubscribe),
+                        email,
                         "{lang} {manage} {unsubscribe}"
                     );
+                    // The bodies encoded once per frame decode to the same text, with the
+                    // CRLF line endings SMTP carries.
+                    let encoded = frame.encoded(manage, unsubscribe).expect("Latin text");
+                    let decode = |body: &[u8]| {
+                        let plain = quoted_printable::decode(body, ParseMode::Strict)
+                            .expect("valid quoted-printable");
+                        String::from_utf8(plain).expect("UTF-8")
+                    };
+                    let crlf = |text: &str| text.replace('\n', "\r\n");
+                    assert_eq!(decode(&encoded.text), crlf(&email.text), "{lang}");
+                    let html = encoded.html.as_deref().expect("an HTML part");
+                    assert_eq!(decode(html), crlf(&email.html), "{lang}");
                 }
             }
         }

@@ -166,6 +166,12 @@ on_both_backends! {
         let unsubscribe = mail.header("List-Unsubscribe").expect("List-Unsubscribe");
         assert!(unsubscribe.starts_with('<') && unsubscribe.contains("/unsubscribe?token="), "{unsubscribe}");
         assert_eq!(mail.header("List-Unsubscribe-Post").as_deref(), Some("List-Unsubscribe=One-Click"));
+        // The bodies travel in quoted-printable, encoded once per publication with the links
+        // set in per member: decoded, each holds the member's whole link.
+        let link = unsubscribe.trim_start_matches('<').trim_end_matches('>');
+        assert!(text.lines().any(|line| line.trim_end().ends_with(&format!(": {link}"))), "{text}");
+        let token = link.rsplit("token=").next().unwrap();
+        assert!(html.contains(&format!("unsubscribe?token={token}\">")), "{html}");
 
         let id = delivery_id(&app, &publication, "email").await;
         let (status, attempts, claims, provider, provider_id, _) =
