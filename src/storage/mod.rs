@@ -311,6 +311,18 @@ fn json_rows(backend: Backend, n: usize) -> String {
     }
 }
 
+/// The rows of `sql`, whose one parameter `$1` is the list `values` (see [`json_list`]).
+async fn fetch_listed<T: serde::Serialize>(
+    pool: &AnyPool,
+    sql: &str,
+    values: &[T],
+) -> Result<Vec<sqlx::any::AnyRow>, StorageError> {
+    Ok(sqlx::query(sql)
+        .bind(json_param(values)?)
+        .fetch_all(pool)
+        .await?)
+}
+
 /// A JSON array of `values`, the parameter [`json_list`] and [`json_rows`] read.
 fn json_param<T: serde::Serialize>(values: &[T]) -> Result<String, StorageError> {
     Ok(serde_json::to_string(values)?)

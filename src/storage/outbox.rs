@@ -527,10 +527,7 @@ impl Store {
             "{PUBLICATION_COLUMNS} WHERE p.id IN {}",
             super::json_list(self.backend, 1)
         );
-        let rows = sqlx::query(&sql)
-            .bind(super::json_param(ids)?)
-            .fetch_all(&self.read)
-            .await?;
+        let rows = super::fetch_listed(&self.read, &sql, ids).await?;
         let mut out = HashMap::with_capacity(rows.len());
         for row in rows {
             let context = decode_publication(&row)?;
@@ -548,10 +545,7 @@ impl Store {
             "SELECT did, language FROM preferences WHERE language IS NOT NULL AND did IN {}",
             super::json_list(self.backend, 1)
         );
-        let rows = sqlx::query(&sql)
-            .bind(super::json_param(dids)?)
-            .fetch_all(&self.read)
-            .await?;
+        let rows = super::fetch_listed(&self.read, &sql, dids).await?;
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()

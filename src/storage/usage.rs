@@ -57,10 +57,7 @@ impl Store {
              channel_limits, channel_cadences FROM preferences WHERE did IN {}",
             super::json_list(self.backend, 1)
         );
-        let rows = sqlx::query(&sql)
-            .bind(super::json_param(dids)?)
-            .fetch_all(&self.read)
-            .await?;
+        let rows = super::fetch_listed(&self.read, &sql, dids).await?;
         rows.iter()
             .map(|row| {
                 let timing = MemberTiming {

@@ -212,10 +212,7 @@ impl VaultStore {
              AND c.disabled_at IS NULL ORDER BY c.owner, c.created_at, c.id",
             super::json_list(self.db.backend, 1)
         );
-        let rows = sqlx::query(&sql)
-            .bind(super::json_param(owners)?)
-            .fetch_all(&self.db.read)
-            .await?;
+        let rows = super::fetch_listed(&self.db.read, &sql, owners).await?;
         rows.iter()
             .map(|row| Ok((row.try_get("owner")?, decode_email(row)?)))
             .collect()
@@ -230,10 +227,7 @@ impl VaultStore {
             "{EMAIL_COLUMNS} WHERE id IN {}",
             super::json_list(self.db.backend, 1)
         );
-        let rows = sqlx::query(&sql)
-            .bind(super::json_param(ids)?)
-            .fetch_all(&self.db.read)
-            .await?;
+        let rows = super::fetch_listed(&self.db.read, &sql, ids).await?;
         rows.iter().map(decode_email).collect()
     }
 
@@ -721,10 +715,7 @@ impl VaultStore {
              UNION ALL SELECT owner, 'feed' FROM feeds WHERE owner IN {0}",
             super::json_list(self.db.backend, 1)
         );
-        let rows = sqlx::query(&sql)
-            .bind(super::json_param(owners)?)
-            .fetch_all(&self.db.read)
-            .await?;
+        let rows = super::fetch_listed(&self.db.read, &sql, owners).await?;
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
