@@ -407,25 +407,21 @@ impl EmailSender {
                 .map_err(|_| SendError::permanent("invalid extra header name"))?;
             builder = builder.raw_header(HeaderValue::new(name, value.clone()));
         }
-        let qp = |bytes: &Vec<u8>| {
-            Body::dangerous_pre_encoded(bytes.clone(), ContentTransferEncoding::QuotedPrintable)
-        };
-        let built = match (&email.html, encoded) {
-            (
-                Some(_),
-                Some(QpBodies {
-                    text,
-                    html: Some(html),
-                }),
-            ) => builder.multipart(MultiPart::alternative_plain_html(qp(text), qp(html))),
-            (None, Some(QpBodies { text, html: None })) => {
-                builder.singlepart(SinglePart::plain(qp(text)))
+        // A part goes out pre-encoded when its quoted-printable form was given, else lettre
+        // encodes the text.
+        let body = |plain: &String, encoded: Option<&Vec<u8>>| match encoded {
+            Some(qp) => {
+                Body::dangerous_pre_encoded(qp.clone(), ContentTransferEncoding::QuotedPrintable)
             }
-            (Some(html), _) => builder.multipart(MultiPart::alternative_plain_html(
-                email.text.clone(),
-                html.clone(),
+            None => Body::new(plain.clone()),
+        };
+        let text = body(&email.text, encoded.map(|e| &e.text));
+        let built = match &email.html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                text,
+                body(html, encoded.and_then(|e| e.html.as_ref())),
             )),
-            (None, _) => builder.singlepart(SinglePart::plain(email.text.clone())),
+            None => builder.singlepart(SinglePart::plain(text)),
         };
         // Only the fact is kept: lettre's error text is not ours to vouch for (addresses).
         let mut message = built.map_err(|_| SendError::permanent("message could not be built"))?;
@@ -1279,7 +1275,6 @@ mod tests {
         }
     }
 
-    /// How that refusal is classified: a hard bounce.
     /// Over a fresh scripted relay: a message it refuses, then one it must take. Gives the
     /// refusal and what the relay saw.
     async fn refused_then_sent(script: Script) -> (SendError, Arc<Seen>) {
@@ -1290,6 +1285,7 @@ mod tests {
         (err, seen)
     }
 
+    /// How that refusal is classified: a hard bounce.
     fn hard_bounce() -> SendError {
         SendError::Gone {
             reason: "smtp 550 5.1.1 (mailbox unavailable)".into(),
