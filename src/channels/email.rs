@@ -41,13 +41,14 @@ use std::time::Duration;
 use deadpool::managed::{
     self, Metrics, Object, Pool, PoolError, QueueMode, RecycleError, RecycleResult,
 };
+use lettre::Address;
 use lettre::Message;
 use lettre::address::Envelope;
 use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
     DkimSigningKey,
 };
-use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
+use lettre::message::header::{self, ContentTransferEncoding, HeaderName, HeaderValue, Headers};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::extension::ClientId;
@@ -56,6 +57,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use url::Url;
 
+use super::mime::{MimeFrame, Values};
 use super::smtp::{Dial, Failure, Session, Tls};
 use super::{SendError, Sent};
 use crate::settings::{DkimSettings, ProviderSettings};
@@ -116,11 +118,13 @@ pub struct OutgoingEmail {
 }
 
 /// An email's bodies already in quoted-printable with CRLF lines: `text` for the text/plain
-/// part, `html` for the text/html one (see [`super::qp`]).
+/// part, `html` for the text/html one (see [`super::qp`]), and the frame the whole message
+/// can be completed from, when the publication has one (see [`super::mime`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QpBodies {
     pub text: Vec<u8>,
     pub html: Option<Vec<u8>>,
+    pub mime: Option<Arc<MimeFrame>>,
 }
 
 /// Why the email channel could not be configured. Texts never repeat the SMTP URL, which may
@@ -184,6 +188,10 @@ pub struct EmailSender {
 struct Inner {
     pool: Pool<Relay>,
     from: Mailbox,
+    /// The From header's value as lettre encodes it, for messages completed from a frame.
+    from_encoded: String,
+    /// The Date header's value for the current second, as lettre encodes it.
+    date: std::sync::Mutex<(u64, Arc<str>)>,
     /// The right part of every Message-ID: the from address's domain.
     message_id_domain: String,
     /// Signs every message when DKIM is configured.
@@ -229,11 +237,17 @@ impl EmailSender {
             .map_err(|_| {
                 EmailConfigError::InvalidUrl("the SMTP connection pool could not be made".into())
             })?;
+        let mut from_header = Headers::new();
+        from_header.set(header::From::from(lettre::message::Mailboxes::from(
+            from.clone(),
+        )));
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                from_encoded: header_value(&from_header),
                 from,
                 message_id_domain,
+                date: std::sync::Mutex::new((0, Arc::from(""))),
                 dkim: None,
             }),
         })
@@ -333,9 +347,15 @@ impl EmailSender {
         encoded: Option<&QpBodies>,
     ) -> Result<Sent, SendError> {
         let message_id = self.message_id(email.idempotency_key.as_deref());
-        let message = self.build(email, encoded, &message_id)?;
-        let raw = message.formatted();
-        let outcome = tokio::time::timeout(SMTP_TIMEOUT, self.transmit(message.envelope(), &raw))
+        let (envelope, raw) = match encoded.and_then(|e| self.complete(email, e, &message_id)) {
+            Some(completed) => completed,
+            None => {
+                let message = self.build(email, encoded, &message_id)?;
+                let raw = message.formatted();
+                (message.envelope().clone(), raw)
+            }
+        };
+        let outcome = tokio::time::timeout(SMTP_TIMEOUT, self.transmit(&envelope, &raw))
             .await
             .unwrap_or(Err(Failure::TimedOut));
         match outcome {
@@ -371,12 +391,76 @@ impl EmailSender {
         sent
     }
 
+    /// The message completed from its publication's frame, with its envelope; `None` when it
+    /// has to be built whole: no frame, a DKIM signature to make, or a value lettre would
+    /// not write as it is (a recipient with a display name or outside dot-atoms, say).
+    fn complete(
+        &self,
+        email: &OutgoingEmail,
+        encoded: &QpBodies,
+        message_id: &str,
+    ) -> Option<(Envelope, Vec<u8>)> {
+        let frame = encoded.mime.as_deref()?;
+        let html = encoded.html.as_deref()?;
+        if self.inner.dkim.is_some() || email.html.is_none() || frame.subject() != email.subject {
+            return None;
+        }
+        let (local, domain) = email.to.rsplit_once('@')?;
+        if !is_dot_atom(local) || !is_dot_atom(domain) {
+            return None;
+        }
+        // Headers the builder would refuse go to it, which says why.
+        check_headers(&email.headers).ok()?;
+        if !email
+            .headers
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .eq(frame.header_names())
+        {
+            return None;
+        }
+        let to: Address = email.to.parse().ok()?;
+        let headers: Vec<&str> = email.headers.iter().map(|(_, v)| v.as_str()).collect();
+        let date = self.date();
+        let raw = frame.fill(&Values {
+            from: &self.inner.from_encoded,
+            to: &email.to,
+            message_id,
+            date: &date,
+            headers: &headers,
+            text: &encoded.text,
+            html,
+        })?;
+        let envelope = Envelope::new(Some(self.inner.from.email.clone()), vec![to]).ok()?;
+        Some((envelope, raw))
+    }
+
+    /// The Date header's value for now, as lettre writes it; made once a second.
+    fn date(&self) -> Arc<str> {
+        let now = std::time::SystemTime::now();
+        let second = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut cached = self
+            .inner
+            .date
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cached.0 != second || cached.1.is_empty() {
+            let mut date = Headers::new();
+            date.set(header::Date::new(now));
+            *cached = (second, Arc::from(header_value(&date)));
+        }
+        cached.1.clone()
+    }
+
     fn build(
         &self,
         email: &OutgoingEmail,
         encoded: Option<&QpBodies>,
         message_id: &str,
     ) -> Result<Message, SendError> {
+        check_headers(&email.headers)?;
         let to: Mailbox = email
             .to
             .parse()
@@ -386,23 +470,7 @@ impl EmailSender {
             .to(to)
             .subject(email.subject.as_str())
             .message_id(Some(message_id.to_string()));
-        let mut seen: Vec<String> = Vec::with_capacity(email.headers.len());
         for (name, value) in &email.headers {
-            let lower = name.to_ascii_lowercase();
-            if !is_field_name(name) {
-                return Err(SendError::permanent("invalid extra header name"));
-            }
-            if RESERVED_HEADERS.contains(&lower.as_str()) {
-                return Err(SendError::permanent(format!(
-                    "extra header {name} is set by the email adapter"
-                )));
-            }
-            if seen.contains(&lower) {
-                return Err(SendError::permanent(format!(
-                    "extra header {name} given twice"
-                )));
-            }
-            seen.push(lower);
             let name = HeaderName::new_from_ascii(name.clone())
                 .map_err(|_| SendError::permanent("invalid extra header name"))?;
             builder = builder.raw_header(HeaderValue::new(name, value.clone()));
@@ -689,6 +757,36 @@ fn is_dot_atom(s: &str) -> bool {
         })
 }
 
+/// Extra headers may not replace the ones this module sets, nor repeat.
+fn check_headers(headers: &[(String, String)]) -> Result<(), SendError> {
+    let mut seen: Vec<String> = Vec::with_capacity(headers.len());
+    for (name, _) in headers {
+        let lower = name.to_ascii_lowercase();
+        if !is_field_name(name) {
+            return Err(SendError::permanent("invalid extra header name"));
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
+            return Err(SendError::permanent(format!(
+                "extra header {name} is set by the email adapter"
+            )));
+        }
+        if seen.contains(&lower) {
+            return Err(SendError::permanent(format!(
+                "extra header {name} given twice"
+            )));
+        }
+        seen.push(lower);
+    }
+    Ok(())
+}
+
+/// The value of the one header in `headers`, as lettre writes it.
+fn header_value(headers: &Headers) -> String {
+    let line = headers.to_string();
+    let value = line.split_once(": ").map_or("", |(_, value)| value);
+    value.trim_end_matches("\r\n").to_string()
+}
+
 /// RFC 5322 field-name: printable ASCII except `:` (lettre also refuses spaces).
 fn is_field_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 76 && s.bytes().all(|b| (33..=126).contains(&b) && b != b':')
@@ -793,6 +891,141 @@ mod tests {
             .manager()
             .endpoint
             .clone()
+    }
+
+    const LIST: [&str; 2] = ["List-Unsubscribe", "List-Unsubscribe-Post"];
+
+    /// A delivery email to `to` whose bodies come with the frame for its subject.
+    fn framed(to: &str, subject: &str, unsubscribe: &str) -> (OutgoingEmail, QpBodies) {
+        let email = OutgoingEmail {
+            to: to.into(),
+            subject: subject.into(),
+            text: "Vote: https://h.example/v\n".into(),
+            html: Some("<p>Vote</p>\n".into()),
+            headers: vec![
+                (LIST[0].into(), format!("<{unsubscribe}>")),
+                (LIST[1].into(), "List-Unsubscribe=One-Click".into()),
+            ],
+            idempotency_key: Some("019300aa-delivery".into()),
+        };
+        let encoded = QpBodies {
+            text: b"Vote: https://h.example/v=\r\n\r\n".to_vec(),
+            html: Some(b"<p>Vote</p>\r\n".to_vec()),
+            mime: MimeFrame::new(subject, &LIST).map(Arc::new),
+        };
+        (email, encoded)
+    }
+
+    /// `raw` with its multipart boundary and its Date header's value replaced by fixed
+    /// words: the two things lettre makes anew for each message.
+    fn normalized(raw: &[u8]) -> String {
+        let raw = String::from_utf8(raw.to_vec()).expect("ASCII");
+        let boundary = raw
+            .split("boundary=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a multipart boundary")
+            .to_string();
+        raw.replace(&boundary, "BOUNDARY")
+            .split("\r\n")
+            .map(|line| match line.strip_prefix("Date: ") {
+                Some(_) => "Date: DATE",
+                None => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+
+    #[test]
+    fn a_message_completed_from_its_frame_is_the_one_lettre_builds() {
+        let long_subject = "The neighbourhood association's annual general meeting: \
+                            agenda, proposals to vote on, and the budget for next year";
+        let long_link = format!(
+            "https://herald.example/unsubscribe?t={}",
+            "Zq9_-".repeat(60)
+        );
+        let froms = [
+            "noreply@herald.example",
+            "Herald <noreply@herald.example>",
+            "Héraut du quartier <noreply@herald.example>",
+        ];
+        let subjects = [
+            "Vote on the park",
+            "Réunion du comité : ordre du jour",
+            long_subject,
+            "集会のお知らせ",
+        ];
+        let links = ["https://herald.example/u?t=abc&x=%3D", long_link.as_str()];
+        let recipients = ["member@example.org", "a.b+herald@mail.example.co.uk"];
+        for from in froms {
+            let sender =
+                EmailSender::over(plain_relay(25), from.parse().expect("from")).expect("pool");
+            for subject in subjects {
+                for link in links {
+                    for to in recipients {
+                        let (email, encoded) = framed(to, subject, link);
+                        let id = sender.message_id(email.idempotency_key.as_deref());
+                        let (envelope, raw) = sender
+                            .complete(&email, &encoded, &id)
+                            .unwrap_or_else(|| panic!("{from} / {subject} / {to}: no frame"));
+                        let built = sender.build(&email, Some(&encoded), &id).expect("built");
+                        assert_eq!(
+                            normalized(&raw),
+                            normalized(&built.formatted()),
+                            "{from} / {subject} / {link} / {to}"
+                        );
+                        assert_eq!(&envelope, built.envelope());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_the_frame_cannot_complete_exactly_is_built_whole() {
+        let plain = sender_over(plain_relay(25));
+        let link = "https://herald.example/u?t=abc";
+        let id = plain.message_id(Some("d1"));
+        let whole = |email: &OutgoingEmail, encoded: &QpBodies| {
+            plain.complete(email, encoded, &id).is_none()
+        };
+        let (email, encoded) = framed("member@example.org", "Hello", link);
+        assert!(!whole(&email, &encoded), "the plain case completes");
+
+        // A recipient with a display name, or outside dot-atoms: lettre formats those.
+        for to in ["Ada <ada@example.org>", "\"ada lovelace\"@example.org"] {
+            let (email, encoded) = framed(to, "Hello", link);
+            assert!(whole(&email, &encoded), "{to}");
+        }
+        // A header value lettre might fold or encode.
+        let (email, encoded) = framed("member@example.org", "Hello", "https://h/u?t=a b");
+        assert!(whole(&email, &encoded));
+        let (mut email, encoded) = framed("member@example.org", "Hello", link);
+        email.headers[1].1 = "Lïst".into();
+        assert!(whole(&email, &encoded));
+        // Not the frame's subject, or not its headers.
+        let (mut email, encoded) = framed("member@example.org", "Hello", link);
+        email.subject = "Another".into();
+        assert!(whole(&email, &encoded));
+        let (mut email, encoded) = framed("member@example.org", "Hello", link);
+        email.headers.reverse();
+        assert!(whole(&email, &encoded));
+        // No HTML body, or no frame.
+        let (email, mut encoded) = framed("member@example.org", "Hello", link);
+        encoded.html = None;
+        assert!(whole(&email, &encoded));
+        let (email, mut encoded) = framed("member@example.org", "Hello", link);
+        encoded.mime = None;
+        assert!(whole(&email, &encoded));
+        // A DKIM signature is made over the built message.
+        use base64::Engine;
+        let seed = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let signer = sender("smtp://mail.example")
+            .unwrap()
+            .with_dkim("s2026", "herald.example", &seed)
+            .expect("a DKIM key");
+        let (email, encoded) = framed("member@example.org", "Hello", link);
+        assert!(signer.complete(&email, &encoded, &id).is_none());
     }
 
     #[test]

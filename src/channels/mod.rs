@@ -11,6 +11,7 @@
 
 pub mod email;
 mod guard;
+pub mod mime;
 pub mod qp;
 pub mod resend;
 pub mod sms;

@@ -768,13 +768,7 @@ impl Dispatcher {
                     subject: rendered.subject,
                     text: rendered.text,
                     html: Some(rendered.html),
-                    headers: vec![
-                        ("List-Unsubscribe".into(), format!("<{unsubscribe_url}>")),
-                        (
-                            "List-Unsubscribe-Post".into(),
-                            "List-Unsubscribe=One-Click".into(),
-                        ),
-                    ],
+                    headers: render::list_headers(unsubscribe_url),
                     idempotency_key: Some(key.to_string()),
                 };
                 for g in &p.email {

@@ -6,11 +6,13 @@
 //! Everything here is pure: no storage, no network.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use minijinja::{Environment, context};
 use serde::Serialize;
 
 use crate::channels::email::QpBodies;
+use crate::channels::mime::MimeFrame;
 use crate::channels::qp::{Piece, QpTemplate};
 use crate::channels::webpush::MAX_PAYLOAD;
 use crate::storage::PublicationContext;
@@ -83,6 +85,21 @@ pub struct EmailFrame {
     /// Both bodies in quoted-printable, encoded once too (`None` for text SMTP should carry
     /// in base64): see [`EmailFrame::encoded`].
     encoded: Option<(QpTemplate, QpTemplate)>,
+    /// The whole message's MIME form around those bodies, made once too.
+    mime: Option<Arc<MimeFrame>>,
+}
+
+/// The headers a delivery email carries besides the ones the email adapter sets: RFC 8058
+/// one-click unsubscribe.
+const LIST_HEADERS: [&str; 2] = ["List-Unsubscribe", "List-Unsubscribe-Post"];
+
+/// [`LIST_HEADERS`] with their values for a member whose one-click link is `unsubscribe_url`.
+pub fn list_headers(unsubscribe_url: &str) -> Vec<(String, String)> {
+    let [unsubscribe, post] = LIST_HEADERS;
+    vec![
+        (unsubscribe.into(), format!("<{unsubscribe_url}>")),
+        (post.into(), "List-Unsubscribe=One-Click".into()),
+    ]
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,11 +123,16 @@ impl EmailFrame {
             QpTemplate::new(&pieces)
         };
         let encoded = template(&text).zip(template(&html));
+        let mime = encoded
+            .as_ref()
+            .and_then(|_| MimeFrame::new(&subject, &LIST_HEADERS))
+            .map(Arc::new);
         Self {
             subject,
             text,
             html,
             encoded,
+            mime,
         }
     }
 
@@ -130,6 +152,7 @@ impl EmailFrame {
         Some(QpBodies {
             text: text.fill(&[manage_url, unsubscribe_url]),
             html: Some(html.fill(&[&escaped(manage_url), &escaped(unsubscribe_url)])),
+            mime: self.mime.clone(),
         })
     }
 }

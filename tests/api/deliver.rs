@@ -157,6 +157,8 @@ on_both_backends! {
         let smtp = app.providers.smtp.as_ref().unwrap();
         let mail = smtp.wait_for(1, Duration::from_secs(5)).await.pop().unwrap();
         assert_eq!(mail.subject().as_deref(), Some("Riverside: Plant trees <Saturday>"));
+        assert_eq!(mail.header("To").as_deref(), Some("ada@example.org"));
+        assert!(mail.header("Date").is_some_and(|d| d.ends_with("+0000")), "{:?}", mail.header("Date"));
         let text = mail.text_body();
         assert!(text.contains("Bring gloves."), "{text}");
         assert!(text.contains("Open: https://example.org/trees"), "{text}");
