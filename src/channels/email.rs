@@ -8,9 +8,10 @@
 //!
 //! ```text
 //! OutgoingEmail ──build──▶ lettre Message ──pooled SMTP session──▶ relay
-//!                 (From, To, Subject, Message-ID, extra headers;         │
-//!                  text/plain, or multipart/alternative with html)      ▼
-//!                                          Sent { provider_id: Message-ID } / SendError
+//!   │             (From, To, Subject, Message-ID, extra headers;         │
+//!   │              text/plain, or multipart/alternative with html)      ▼
+//!   └─ with its publication's MimeFrame: completed with          Sent { provider_id:
+//!      this member's values (super::mime), same bytes              Message-ID } / SendError
 //!
 //! pool (deadpool, ≤ 64, LIFO) ──create──▶ smtp::Dial::open (TCP_NODELAY, TLS, EHLO, AUTH)
 //!        └──────────────recycle──▶ dropped if broken, closed by the relay, or
@@ -20,8 +21,8 @@
 //! Why not lettre's transport: its connection waits for each reply before the next command
 //! (no PIPELINING) and writes a message and its closing `.` in two writes without
 //! TCP_NODELAY, and its pool cannot be given our sockets (its executor trait is sealed).
-//! lettre still builds and DKIM-signs every message, and [`super::smtp`] speaks with lettre's
-//! commands and reply parser.
+//! lettre still builds every message (once per publication for a [`MimeFrame`]) and DKIM-signs
+//! it, and [`super::smtp`] speaks with lettre's commands and reply parser.
 //!
 //! Invariants:
 //! - Nothing this module returns or logs contains the recipient address or an SMTP
