@@ -5,8 +5,8 @@
 //! make the envelope), picks a boundary, and formats every header and part again, for content
 //! that is the same for every member of a publication but for a few values. A [`MimeFrame`]
 //! is what lettre formats for that content with markers in place of those values, cut at the
-//! markers; [`MimeFrame::fill`] puts one recipient's values back. A value is put in only where
-//! lettre would have written it as it is (see [`verbatim`]); anything else is left to the
+//! markers; `MimeFrame::fill` puts one recipient's values back. A value is put in only where
+//! lettre would have written it as it is (see `verbatim`); anything else is left to the
 //! builder, so the filled message is byte for byte what lettre builds (boundary and Date
 //! aside).
 //!
