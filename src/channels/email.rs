@@ -2,9 +2,10 @@
 //! over a pool of SMTP sessions.
 //!
 //! Owns the SMTP URL contract (`HERALD_SMTP_URL`), the MIME shape of what Herald sends, the
-//! Message-ID (our idempotency key for SMTP), the pool of sessions with the relay and the
-//! classification of SMTP failures into [`SendError`] kinds. Must not touch: storage,
-//! templates, who receives what, or the SMTP conversation itself ([`super::smtp`]).
+//! Message-ID (our idempotency key for SMTP), the limits of its pool of connections with the
+//! relay and the classification of SMTP failures into [`SendError`] kinds. Must not touch:
+//! storage, templates, who receives what, the SMTP conversation itself ([`super::smtp`]) or
+//! which connection carries which message ([`super::pool`]).
 //!
 //! ```text
 //! OutgoingEmail ──build──▶ lettre Message ──pooled SMTP session──▶ relay
@@ -13,9 +14,9 @@
 //!   └─ with its publication's MimeFrame: completed with          Sent { provider_id:
 //!      this member's values (super::mime), same bytes              Message-ID } / SendError
 //!
-//! pool (deadpool, ≤ 64, LIFO) ──create──▶ smtp::Dial::open (TCP_NODELAY, TLS, EHLO, AUTH)
-//!        └──────────────recycle──▶ dropped if broken, closed by the relay, or
-//!                                  idle ≥ 5 s and not answering NOOP
+//! pool: ≤ 64 connection tasks, one queue ──▶ smtp::Dial::open (TCP_NODELAY, TLS, EHLO, AUTH)
+//!        a session is dropped if broken, closed by the relay, idle ≥ 5 s and not answering
+//!        NOOP, or its task has had no message for 60 s
 //! ```
 //!
 //! Why not lettre's transport: its connection waits for each reply before the next command
@@ -33,15 +34,12 @@
 //!   carries the same Message-ID and receiving systems can tell it is the same message.
 //! - Extra headers cannot replace the ones this module sets, and their values are RFC 2047
 //!   encoded by lettre when not plain ASCII, so a CR/LF in a value cannot inject a header.
-//! - A session goes back to the pool only between transactions: one whose send failed
-//!   mid-way or ran out of time is closed, never handed to the next message.
+//! - A session carries another message only from between transactions: one whose send
+//!   failed mid-way or ran out of time is closed, never handed to the next message.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool::managed::{
-    self, Metrics, Object, Pool, PoolError, QueueMode, RecycleError, RecycleResult,
-};
 use lettre::Address;
 use lettre::Message;
 use lettre::address::Envelope;
@@ -59,7 +57,8 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use url::Url;
 
 use super::mime::{MimeFrame, Values};
-use super::smtp::{Dial, Failure, Session, Tls};
+use super::pool::{self, Pool};
+use super::smtp::{Dial, Failure, Tls};
 use super::{SendError, Sent};
 use crate::settings::{DkimSettings, ProviderSettings};
 
@@ -75,15 +74,28 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// wait for a free connection, within [`SMTP_TIMEOUT`].
 const POOL_MAX_SIZE: usize = 64;
 
-/// A pooled connection unused for this long is asked NOOP before it carries a message. 5 s:
-/// a busy dispatcher reuses connections within milliseconds and never pays the round trip,
-/// while a NAT or load balancer that silently dropped an idle connection (which the socket
-/// cannot show) is found before a delivery depends on it.
+/// A connection unused for this long is asked NOOP before it carries a message. 5 s: a busy
+/// dispatcher reuses connections within milliseconds and never pays the round trip, while a
+/// NAT or load balancer that silently dropped an idle connection (which the socket cannot
+/// show) is found before a delivery depends on it.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(5);
 
 /// How long that NOOP may take before the connection is closed instead: a relay that is
 /// alive answers in milliseconds, and a new connection costs less than a stalled send.
 const NOOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection with no message for this long closes: after a burst, the connections it
+/// opened go, and the few a light load keeps busy stay warm.
+const RETIRE_AFTER: Duration = Duration::from_secs(60);
+
+/// The pool every sender gets: one write or reply may take the whole send's time.
+const POOL: pool::Settings = pool::Settings {
+    max: POOL_MAX_SIZE,
+    idle_check: IDLE_CHECK_AFTER,
+    noop_timeout: NOOP_TIMEOUT,
+    io_timeout: SMTP_TIMEOUT,
+    retire_after: RETIRE_AFTER,
+};
 
 /// Headers this module sets itself; an extra header may not replace them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -187,7 +199,9 @@ pub struct EmailSender {
 }
 
 struct Inner {
-    pool: Pool<Relay>,
+    pool: Pool,
+    /// Where the relay is, for `Debug`.
+    endpoint: Endpoint,
     from: Mailbox,
     /// The From header's value as lettre encodes it, for messages completed from a frame.
     from_encoded: String,
@@ -202,7 +216,7 @@ struct Inner {
 impl std::fmt::Debug for EmailSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmailSender")
-            .field("endpoint", &self.inner.pool.manager().endpoint)
+            .field("endpoint", &self.inner.endpoint)
             .field("from", &self.inner.from.email.to_string())
             .finish_non_exhaustive()
     }
@@ -227,24 +241,23 @@ impl EmailSender {
     }
 
     fn over(relay: Relay, from: Mailbox) -> Result<Self, EmailConfigError> {
+        Self::over_with(relay, from, POOL)
+    }
+
+    fn over_with(
+        relay: Relay,
+        from: Mailbox,
+        settings: pool::Settings,
+    ) -> Result<Self, EmailConfigError> {
         let message_id_domain = from.email.domain().to_string();
-        // Last in, first out: under a light load the same few connections stay warm and the
-        // rest age out at the relay, instead of every connection idling long enough to need
-        // a NOOP before each message.
-        let pool = Pool::builder(relay)
-            .max_size(POOL_MAX_SIZE)
-            .queue_mode(QueueMode::Lifo)
-            .build()
-            .map_err(|_| {
-                EmailConfigError::InvalidUrl("the SMTP connection pool could not be made".into())
-            })?;
         let mut from_header = Headers::new();
         from_header.set(header::From::from(lettre::message::Mailboxes::from(
             from.clone(),
         )));
         Ok(Self {
             inner: Arc::new(Inner {
-                pool,
+                pool: Pool::new(relay.dial, settings),
+                endpoint: relay.endpoint,
                 from_encoded: header_value(&from_header),
                 from,
                 message_id_domain,
@@ -356,7 +369,7 @@ impl EmailSender {
                 (message.envelope().clone(), raw)
             }
         };
-        let outcome = tokio::time::timeout(SMTP_TIMEOUT, self.transmit(&envelope, &raw))
+        let outcome = tokio::time::timeout(SMTP_TIMEOUT, self.inner.pool.send(envelope, raw))
             .await
             .unwrap_or(Err(Failure::TimedOut));
         match outcome {
@@ -372,24 +385,6 @@ impl EmailSender {
                 Err(error)
             }
         }
-    }
-
-    /// One SMTP transaction on a pooled session. Cancelled (the send's time ran out), it
-    /// closes the session rather than return it mid-transaction.
-    async fn transmit(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), Failure> {
-        let session = self.inner.pool.get().await.map_err(pool_failure)?;
-        let mut checkout = Checkout(Some(session));
-        let Some(session) = checkout.0.as_deref_mut() else {
-            // Never: it was put there on the line above.
-            return Err(Failure::Connection(None));
-        };
-        let sent = session.send(envelope, raw).await;
-        // A refused message leaves the session between transactions and reusable; a broken
-        // one is closed.
-        if !session.is_broken() {
-            checkout.release();
-        }
-        sent
     }
 
     /// The message completed from its publication's frame, with its envelope; `None` when it
@@ -501,7 +496,7 @@ impl EmailSender {
     }
 }
 
-/// Opens and vets sessions with the relay: the pool's manager. Not `Debug`: it holds the
+/// Where the relay is and how to open a session with it. Not `Debug`: it holds the
 /// credentials.
 struct Relay {
     endpoint: Endpoint,
@@ -534,55 +529,6 @@ impl Relay {
             },
             endpoint: url.endpoint,
         })
-    }
-}
-
-impl managed::Manager for Relay {
-    type Type = Session;
-    type Error = Failure;
-
-    async fn create(&self) -> Result<Session, Failure> {
-        self.dial.open().await
-    }
-
-    /// Runs before a pooled session carries a message; an error closes it and the pool
-    /// takes another, or opens one, so a session the relay dropped never costs a delivery.
-    async fn recycle(&self, session: &mut Session, _: &Metrics) -> RecycleResult<Failure> {
-        if session.is_broken() {
-            return Err(RecycleError::message("broken"));
-        }
-        if !session.is_quiet() {
-            return Err(RecycleError::message("closed by the relay"));
-        }
-        if session.last_reply().elapsed() >= IDLE_CHECK_AFTER {
-            let alive = tokio::time::timeout(NOOP_TIMEOUT, session.noop())
-                .await
-                .unwrap_or(false);
-            if !alive {
-                return Err(RecycleError::message("no answer to NOOP"));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A session taken from the pool for one transaction. Dropped without [`Self::release`]
-/// (the send failed mid-way, or its future was dropped when time ran out) it leaves the pool
-/// and closes, since nobody knows where in the transaction it stopped.
-struct Checkout(Option<Object<Relay>>);
-
-impl Checkout {
-    /// Back to the pool, for the next message.
-    fn release(mut self) {
-        drop(self.0.take());
-    }
-}
-
-impl Drop for Checkout {
-    fn drop(&mut self) {
-        if let Some(session) = self.0.take() {
-            drop(Object::take(session));
-        }
     }
 }
 
@@ -793,17 +739,6 @@ fn is_field_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 76 && s.bytes().all(|b| (33..=126).contains(&b) && b != b':')
 }
 
-/// A pool error as the failure it stands for.
-fn pool_failure(err: PoolError<Failure>) -> Failure {
-    match err {
-        PoolError::Backend(failure) => failure,
-        PoolError::Timeout(_) => Failure::TimedOut,
-        PoolError::Closed => Failure::Shutdown,
-        // The pool has neither timeouts of its own nor hooks.
-        PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => Failure::Connection(None),
-    }
-}
-
 /// A few words for the common reply codes, so a log line reads without an RFC at hand.
 fn reply_meaning(code: u16) -> Option<&'static str> {
     Some(match code {
@@ -885,13 +820,7 @@ mod tests {
     }
 
     fn endpoint(url: &str) -> Endpoint {
-        sender(url)
-            .expect("valid url")
-            .inner
-            .pool
-            .manager()
-            .endpoint
-            .clone()
+        sender(url).expect("valid url").inner.endpoint.clone()
     }
 
     const LIST: [&str; 2] = ["List-Unsubscribe", "List-Unsubscribe-Post"];
@@ -1328,6 +1257,8 @@ mod tests {
         verbs: std::sync::Mutex<Vec<String>>,
         /// MAIL commands that arrived with more commands already behind them.
         pipelined: std::sync::atomic::AtomicUsize,
+        /// Messages whose final `.` arrived with the next commands behind it.
+        chained: std::sync::atomic::AtomicUsize,
     }
 
     impl Seen {
@@ -1342,6 +1273,9 @@ mod tests {
         }
         fn pipelined(&self) -> usize {
             self.pipelined.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn chained(&self) -> usize {
+            self.chained.load(std::sync::atomic::Ordering::SeqCst)
         }
     }
 
@@ -1362,6 +1296,10 @@ mod tests {
         /// Offer STARTTLS, and answer it with a second reply smuggled in behind the 220, as
         /// a man in the middle would to have it read as if it came over TLS.
         starttls_injection: bool,
+        /// Never answer the end of the n-th message (counted from 1 across connections).
+        silent_message: Option<usize>,
+        /// Close the connection right after answering the end of the n-th message.
+        close_after_message: Option<usize>,
     }
 
     /// A minimal SMTP server on 127.0.0.1 that accepts every message except to recipients
@@ -1438,10 +1376,22 @@ mod tests {
                 (true, _) if line == "." => {
                     in_data = false;
                     recipients = 0;
+                    if !reader.buffer().is_empty() {
+                        seen.chained
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                     // A lone dot ends a DATA the client did not mean to send.
                     if std::mem::take(&mut data_lines) > 0 {
-                        seen.messages
+                        let n = 1 + seen
+                            .messages
                             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if script.silent_message == Some(n) {
+                            continue;
+                        }
+                        if script.close_after_message == Some(n) {
+                            write.write_all(b"250 2.0.0 queued\r\n").await?;
+                            return Ok(());
+                        }
                     }
                     b"250 2.0.0 queued\r\n"
                 }
@@ -1705,25 +1655,29 @@ mod tests {
         sender.send(&note()).await.expect("sent again");
 
         assert_eq!((seen.connections(), seen.messages()), (1, 2));
-        let pooled = sender.inner.pool.get().await.expect("pooled");
-        assert!(pooled.nodelay());
+        let session = sender.inner.pool.dial().open().await.expect("smtps");
+        assert!(session.nodelay());
+    }
+
+    /// A sender over a relay on `port` with these pool settings.
+    fn pooled(port: u16, settings: pool::Settings) -> EmailSender {
+        let from = "noreply@herald.example".parse().expect("from");
+        EmailSender::over_with(plain_relay(port), from, settings).expect("pool")
     }
 
     #[tokio::test]
     async fn a_connection_idle_past_the_check_is_reused_only_if_it_answers_noop() {
         for (refuse_noop, connections) in [(false, 1), (true, 2)] {
             let (port, seen) = relay(None, refuse_noop).await;
-            let sender = sender_over(plain_relay(port));
+            // Every connection counts as idle past the check once it has carried a message.
+            let sender = pooled(
+                port,
+                pool::Settings {
+                    idle_check: Duration::ZERO,
+                    ..POOL
+                },
+            );
             sender.send(&note()).await.expect("first");
-            {
-                let mut pooled = sender.inner.pool.get().await.expect("pooled");
-                pooled.idle_since(
-                    std::time::Instant::now()
-                        .checked_sub(IDLE_CHECK_AFTER * 2)
-                        .expect("the clock is past that"),
-                );
-            }
-
             sender.send(&note()).await.expect("second");
 
             assert_eq!(seen.messages(), 2);
@@ -1732,27 +1686,144 @@ mod tests {
                 connections,
                 "refuse_noop: {refuse_noop}"
             );
+            assert_eq!(
+                seen.verbs().iter().filter(|v| *v == "NOOP").count(),
+                1,
+                "asked once, before the second message"
+            );
         }
     }
 
     #[tokio::test]
-    async fn a_send_that_runs_out_of_time_closes_its_connection() {
-        let (port, seen) = relay(None, false).await;
-        let sender = sender_over(plain_relay(port));
+    async fn a_relay_that_stops_answering_costs_its_connection_not_the_next_message() {
+        let script = Script {
+            silent_message: Some(2),
+            ..Script::default()
+        };
+        let (port, seen) = scripted_relay(None, script).await;
+        let sender = pooled(
+            port,
+            pool::Settings {
+                io_timeout: Duration::from_millis(300),
+                ..POOL
+            },
+        );
         sender.send(&note()).await.expect("first");
 
-        // Dropped mid-way, as the send's timeout would: the connection must not go back.
-        let raw = sender
-            .build(&note(), None, "<a@herald.example>")
-            .expect("built");
-        let bytes = raw.formatted();
-        let mut transmit = Box::pin(sender.transmit(raw.envelope(), &bytes));
-        assert!(futures_util::poll!(transmit.as_mut()).is_pending());
-        drop(transmit);
-        assert_eq!(sender.inner.pool.status().size, 0, "taken out of the pool");
+        let err = sender.send(&note()).await.expect_err("never answered");
+        assert!(matches!(err, SendError::Transient { .. }), "{err:?}");
 
         sender.send(&note()).await.expect("on a new connection");
-        assert_eq!(seen.connections(), 2);
+        assert_eq!((seen.connections(), seen.messages()), (2, 3));
+    }
+
+    #[tokio::test]
+    async fn a_send_given_up_on_before_a_connection_took_it_is_never_sent() {
+        let script = Script {
+            silent_message: Some(1),
+            ..Script::default()
+        };
+        let (port, seen) = scripted_relay(None, script).await;
+        let sender = pooled(
+            port,
+            pool::Settings {
+                max: 1,
+                io_timeout: Duration::from_millis(300),
+                ..POOL
+            },
+        );
+        let (one, two) = (note(), note());
+        let mut first = Box::pin(sender.send(&one));
+        assert!(futures_util::poll!(first.as_mut()).is_pending());
+        // Queued behind the first message, on the only connection, then dropped, as a
+        // delivery that ran out of time is.
+        let mut given_up = Box::pin(sender.send(&two));
+        assert!(futures_util::poll!(given_up.as_mut()).is_pending());
+        drop(given_up);
+        first.await.expect_err("the first is never answered");
+
+        sender.send(&note()).await.expect("the third goes");
+        assert_eq!(
+            seen.messages(),
+            2,
+            "the first and the third; never the second"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_nothing_to_send_closes_after_a_while() {
+        let (port, seen) = relay(None, false).await;
+        let retire_after = Duration::from_millis(200);
+        let sender = pooled(
+            port,
+            pool::Settings {
+                retire_after,
+                ..POOL
+            },
+        );
+        sender.send(&note()).await.expect("first");
+        assert_eq!(sender.inner.pool.connections(), 1);
+        tokio::time::sleep(retire_after * 3).await;
+        assert_eq!(sender.inner.pool.connections(), 0, "retired");
+
+        sender.send(&note()).await.expect("on a new connection");
+        assert_eq!((seen.connections(), seen.messages()), (2, 2));
+    }
+
+    /// Notes to `n` members, sent at once over `sender`: their outcomes, in order.
+    async fn at_once(sender: &EmailSender, recipients: &[&str]) -> Vec<Result<Sent, SendError>> {
+        let emails: Vec<OutgoingEmail> = recipients
+            .iter()
+            .map(|to| OutgoingEmail {
+                to: to.to_string(),
+                ..note()
+            })
+            .collect();
+        futures_util::future::join_all(emails.iter().map(|e| sender.send(e))).await
+    }
+
+    #[tokio::test]
+    async fn a_message_s_end_carries_the_next_envelope_on_a_busy_connection() {
+        let script = Script {
+            pipelining: true,
+            ..Script::default()
+        };
+        let (port, seen) = scripted_relay(None, script).await;
+        let sender = pooled(port, pool::Settings { max: 1, ..POOL });
+        let mut recipients = vec!["member@example.org"; 20];
+        recipients[7] = "bounce@example.org";
+
+        let outcomes = at_once(&sender, &recipients).await;
+
+        for (i, outcome) in outcomes.iter().enumerate() {
+            if i == 7 {
+                assert_eq!(outcome.as_ref().expect_err("refused"), &hard_bounce());
+            } else {
+                assert!(outcome.is_ok(), "{i}: {outcome:?}");
+            }
+        }
+        assert_eq!((seen.connections(), seen.messages()), (1, 19));
+        // Every message but the last went out with the next envelope behind its end, except
+        // where the refused one broke the chain (its envelope is answered before a body).
+        assert!(seen.chained() >= 17, "{} chained", seen.chained());
+    }
+
+    #[tokio::test]
+    async fn an_envelope_sent_on_a_connection_that_then_closes_goes_on_the_next() {
+        let script = Script {
+            pipelining: true,
+            close_after_message: Some(3),
+            ..Script::default()
+        };
+        let (port, seen) = scripted_relay(None, script).await;
+        let sender = pooled(port, pool::Settings { max: 1, ..POOL });
+
+        let outcomes = at_once(&sender, &["member@example.org"; 6]).await;
+
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        // The fourth envelope went out behind the third message's end, then the relay
+        // closed: it was sent again, once, on a second connection.
+        assert_eq!((seen.connections(), seen.messages()), (2, 6));
     }
 
     // A test CA and a leaf it signed for localhost / 127.0.0.1 (P-256, valid until 2126),

@@ -12,6 +12,7 @@
 pub mod email;
 mod guard;
 pub mod mime;
+mod pool;
 pub mod qp;
 pub mod resend;
 pub mod sms;

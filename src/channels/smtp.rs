@@ -54,6 +54,10 @@ const MAX_REPLY: usize = 64 * 1024;
 /// Time one of the relay's addresses may take to accept a connection before the next is
 /// tried (the whole send has its own, longer limit).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one write, or one reply, may take unless the session's owner says otherwise:
+/// RFC 5321 §4.5.3.2 allows a relay minutes per reply, but one that stalls this long is
+/// better left for another session.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// AUTH challenges answered at most before the relay is taken to be stuck.
 const MAX_CHALLENGES: usize = 10;
 
@@ -183,6 +187,14 @@ impl Dial {
     }
 }
 
+/// A message [`Session::send_chain`] sends, and the one to tell its outcome.
+pub(super) trait Transaction {
+    fn envelope(&self) -> &Envelope;
+    /// CRLF lines, as lettre formats them.
+    fn message(&self) -> &[u8];
+    fn finish(self, outcome: Result<(), Failure>);
+}
+
 /// One SMTP session, between transactions whenever its owner holds it.
 pub(super) struct Session {
     io: BufReader<Stream>,
@@ -195,6 +207,7 @@ pub(super) struct Session {
     reply: Vec<u8>,
     broken: bool,
     last_reply: Instant,
+    io_timeout: Duration,
 }
 
 impl Session {
@@ -208,6 +221,7 @@ impl Session {
             reply: Vec::with_capacity(256),
             broken: false,
             last_reply: Instant::now(),
+            io_timeout: IO_TIMEOUT,
         }
     }
 
@@ -232,13 +246,99 @@ impl Session {
         self.command(Noop).await.is_ok()
     }
 
-    /// One transaction: `message` (CRLF lines, as lettre formats it) to the envelope's
-    /// recipients.
-    pub(super) async fn send(
+    /// Transactions one after the other, starting with `first`: while the relay pipelines,
+    /// each message's end goes out in one write with the next one's envelope (RFC 2920 §3.1
+    /// lets the commands after DATA's end follow it unanswered), taken from `next` when it
+    /// has one ready. Each message is told its outcome as soon as its last reply is read.
+    ///
+    /// Gives back the message whose envelope was written when the session broke before its
+    /// DATA was answered: its transaction never started, so it can go on another session.
+    pub(super) async fn send_chain<T: Transaction>(
         &mut self,
-        envelope: &Envelope,
-        message: &[u8],
-    ) -> Result<(), Failure> {
+        first: T,
+        mut next: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        self.out.clear();
+        if let Err(failure) = self.start(first.envelope(), first.message()).await {
+            first.finish(Err(failure));
+            return None;
+        }
+        let mut current = first;
+        loop {
+            self.out.clear();
+            dot_stuff(current.message(), &mut self.out);
+            let mut following = None;
+            if self.pipelining {
+                while let Some(candidate) = next() {
+                    let mark = self.out.len();
+                    match self.queue_envelope(candidate.envelope(), candidate.message()) {
+                        Ok(replies) => {
+                            following = Some((candidate, mark, replies));
+                            break;
+                        }
+                        // Refused before a byte went out; the next candidate may do.
+                        Err(refused) => candidate.finish(Err(refused)),
+                    }
+                }
+            }
+            if let Err(failure) = self.write_out(0..self.out.len()).await {
+                current.finish(Err(failure));
+                return following.map(|(message, ..)| message);
+            }
+            let ended = self.end().await;
+            let broken = self.broken;
+            current.finish(ended);
+            let (message, _, replies) = following?;
+            if broken {
+                return Some(message);
+            }
+            match self.envelope_replies(replies).await {
+                Ok(None) => current = message,
+                Ok(Some(refusal)) => {
+                    message.finish(Err(refusal));
+                    return None;
+                }
+                Err(_) => return Some(message),
+            }
+        }
+    }
+
+    /// Starts a transaction: the envelope's commands, appended to `out` (empty or holding
+    /// what must go out before them), and their replies, up to DATA's 354. A refusal
+    /// leaves the session between transactions.
+    async fn start(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), Failure> {
+        let before = self.out.len();
+        let replies = self.queue_envelope(envelope, message)?;
+        if self.pipelining {
+            self.write_out(0..self.out.len()).await?;
+            return match self.envelope_replies(replies).await? {
+                None => Ok(()),
+                Some(refusal) => Err(refusal),
+            };
+        }
+        // One command at a time: each line, then its reply.
+        let commands = self.out.split_off(before);
+        let mut rest = commands.as_slice();
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            self.out.clear();
+            self.out.extend_from_slice(&rest[..=end]);
+            rest = &rest[end + 1..];
+            self.write_out(0..self.out.len()).await?;
+            let reply = self.reply().await?;
+            if !reply.is_positive() {
+                let refusal = Failure::of_reply(&reply);
+                if self.reset(false).await.is_err() {
+                    self.broken = true;
+                }
+                return Err(refusal);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the envelope's MAIL FROM, RCPT TO… and DATA to `out`, after checking the relay
+    /// takes what the message needs; gives the number of replies they will get.
+    fn queue_envelope(&mut self, envelope: &Envelope, message: &[u8]) -> Result<usize, Failure> {
         let mut parameters = Vec::new();
         let mut addresses = envelope.from().into_iter().chain(envelope.to());
         if addresses.any(|a| !AsRef::<str>::as_ref(a).is_ascii()) {
@@ -257,64 +357,47 @@ impl Session {
             }
             parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        self.out.clear();
-        let mut ends = Vec::with_capacity(envelope.to().len() + 2);
         let _ = write!(
             self.out,
             "{}",
             Mail::new(envelope.from().cloned(), parameters)
         );
-        ends.push(self.out.len());
         for to in envelope.to() {
             let _ = write!(self.out, "{}", Rcpt::new(to.clone(), Vec::new()));
-            ends.push(self.out.len());
         }
         let _ = write!(self.out, "{Data}");
-        ends.push(self.out.len());
+        Ok(envelope.to().len() + 2)
+    }
 
-        let (refusal, data_accepted) = if self.pipelining {
-            self.write_out(0..self.out.len()).await?;
-            let mut refusal = None;
-            let mut last = None;
-            for _ in 0..ends.len() {
-                let reply = self.reply().await?;
-                if !reply.is_positive() && refusal.is_none() {
-                    refusal = Some(Failure::of_reply(&reply));
-                }
-                last = Some(reply);
+    /// Reads every reply to a pipelined envelope: `None` when DATA was answered 354, else
+    /// the first refusal, after getting the session back between transactions.
+    async fn envelope_replies(&mut self, replies: usize) -> Result<Option<Failure>, Failure> {
+        let mut refusal = None;
+        let mut data_accepted = false;
+        for _ in 0..replies {
+            let reply = self.reply().await?;
+            if !reply.is_positive() && refusal.is_none() {
+                refusal = Some(Failure::of_reply(&reply));
             }
-            (refusal, last.is_some_and(|r| r.has_code(354)))
-        } else {
-            let mut refusal = None;
-            let mut start = 0;
-            for end in ends {
-                self.write_out(start..end).await?;
-                start = end;
-                let reply = self.reply().await?;
-                if !reply.is_positive() {
-                    refusal = Some(Failure::of_reply(&reply));
-                    break;
-                }
-            }
-            (refusal, false)
-        };
-        if let Some(refusal) = refusal {
+            data_accepted = reply.has_code(354);
+        }
+        if refusal.is_some() {
             // The refusal is the outcome. Failing to get back between transactions only
             // costs the session.
             if self.reset(data_accepted).await.is_err() {
                 self.broken = true;
             }
-            return Err(refusal);
         }
+        Ok(refusal)
+    }
 
-        self.out.clear();
-        dot_stuff(message, &mut self.out);
-        self.write_out(0..self.out.len()).await?;
+    /// The reply to a message's end: the transaction is over either way, and the session
+    /// between transactions.
+    async fn end(&mut self) -> Result<(), Failure> {
         let reply = self.reply().await?;
         if reply.is_positive() {
             Ok(())
         } else {
-            // The transaction is over either way: the session is between transactions.
             Err(Failure::of_reply(&reply))
         }
     }
@@ -390,17 +473,34 @@ impl Session {
         }
     }
 
-    async fn write_out(&mut self, range: std::ops::Range<usize>) -> Result<(), Failure> {
-        let stream = self.io.get_mut();
-        let written = match stream.write_all(&self.out[range]).await {
-            Ok(()) => stream.flush().await,
-            Err(e) => Err(e),
-        };
-        written.map_err(|e| self.broke(Failure::of_io(&e)))
+    /// How long one write, or one reply, may take from now on (a session that runs out of
+    /// it is broken).
+    pub(super) fn set_io_timeout(&mut self, limit: Duration) {
+        self.io_timeout = limit;
     }
 
-    /// Reads one reply, all its lines.
+    async fn write_out(&mut self, range: std::ops::Range<usize>) -> Result<(), Failure> {
+        let stream = self.io.get_mut();
+        let write = async {
+            stream.write_all(&self.out[range]).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(self.io_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.broke(Failure::of_io(&e))),
+            Err(_) => Err(self.broke(Failure::TimedOut)),
+        }
+    }
+
+    /// Reads one reply, all its lines, within the session's time for one.
     async fn reply(&mut self) -> Result<Response, Failure> {
+        match tokio::time::timeout(self.io_timeout, self.read_reply()).await {
+            Ok(read) => read,
+            Err(_) => Err(self.broke(Failure::TimedOut)),
+        }
+    }
+
+    async fn read_reply(&mut self) -> Result<Response, Failure> {
         self.reply.clear();
         loop {
             let start = self.reply.len();
@@ -444,12 +544,6 @@ impl Session {
     #[cfg(test)]
     pub(super) fn nodelay(&self) -> bool {
         self.probe.0.nodelay().unwrap_or(false)
-    }
-
-    /// Makes the session look unused since `at`.
-    #[cfg(test)]
-    pub(super) fn idle_since(&mut self, at: Instant) {
-        self.last_reply = at;
     }
 }
 
