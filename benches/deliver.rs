@@ -25,7 +25,7 @@
 //! Herald runs in this process (api + deliver roles, SQLite in a temporary directory, or
 //! HERALD_BENCH_DATABASE_URL); the publish goes through the XRPC endpoint, so it wakes the
 //! dispatcher as in production. HERALD_BENCH_CONCURRENCY and HERALD_BENCH_BATCH override the
-//! dispatcher's concurrency (256) and claim batch (256).
+//! dispatcher's concurrency (512) and claim batch (512).
 //!
 //! Run: `cargo bench --bench deliver -- email|http|mixed|digests` (several names, or none for all;
 //! `email` and `mixed` need postfix's smtp-sink — see scripts/bench/README.md).

@@ -62,8 +62,8 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("HERALD_WEBHOOK_ALLOW_PRIVATE", Some("false")),
     ("HERALD_PUSH_ALLOW_PRIVATE", Some("false")),
     ("HERALD_DELIVERY_MAX_ATTEMPTS", Some("8")),
-    ("HERALD_DELIVERY_CONCURRENCY", Some("256")),
-    ("HERALD_DELIVERY_BATCH", Some("256")),
+    ("HERALD_DELIVERY_CONCURRENCY", Some("512")),
+    ("HERALD_DELIVERY_BATCH", Some("512")),
     ("HERALD_DELIVERY_LEASE_SECS", Some("120")),
     ("HERALD_DELIVERY_RETRY_BASE_MS", Some("30000")),
     ("HERALD_DELIVERY_RETRY_MAX_SECS", Some("21600")),
@@ -257,8 +257,8 @@ impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
             max_attempts: 8,
-            concurrency: 256,
-            batch: 256,
+            concurrency: 512,
+            batch: 512,
             lease: Duration::from_secs(120),
             retry_base: Duration::from_secs(30),
             retry_max: Duration::from_secs(6 * 60 * 60),

@@ -222,6 +222,7 @@ async fn connection(shared: Arc<Shared>) {
     let mut carried: Option<Job> = None;
     loop {
         let job = match carried.take() {
+            Some(job) if job.done.is_closed() => continue,
             Some(job) => job,
             None => match shared.wait_for_job().await {
                 Some(job) => job,
