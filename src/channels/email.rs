@@ -97,7 +97,11 @@ const POOL: pool::Settings = pool::Settings {
     retire_after: RETIRE_AFTER,
 };
 
-/// Headers this module sets itself; an extra header may not replace them.
+/// How a refusal names this adapter.
+const SET_BY: &str = "the email adapter";
+
+/// Headers this module sets itself (and Resend builds from its request); an extra header may
+/// not replace them.
 const RESERVED_HEADERS: &[&str] = &[
     "from",
     "sender",
@@ -406,7 +410,7 @@ impl EmailSender {
             return None;
         }
         // Headers the builder would refuse go to it, which says why.
-        check_headers(&email.headers).ok()?;
+        check_headers(&email.headers, SET_BY).ok()?;
         if !email
             .headers
             .iter()
@@ -456,7 +460,7 @@ impl EmailSender {
         encoded: Option<&QpBodies>,
         message_id: &str,
     ) -> Result<Message, SendError> {
-        check_headers(&email.headers)?;
+        check_headers(&email.headers, SET_BY)?;
         let to: Mailbox = email
             .to
             .parse()
@@ -704,8 +708,9 @@ fn is_dot_atom(s: &str) -> bool {
         })
 }
 
-/// Extra headers may not replace the ones this module sets, nor repeat.
-fn check_headers(headers: &[(String, String)]) -> Result<(), SendError> {
+/// Extra headers may not replace the ones an email is built with, nor repeat: the same rule
+/// for every email adapter (`set_by` names the one refusing), so all refuse the same emails.
+pub(super) fn check_headers(headers: &[(String, String)], set_by: &str) -> Result<(), SendError> {
     let mut seen: Vec<String> = Vec::with_capacity(headers.len());
     for (name, _) in headers {
         let lower = name.to_ascii_lowercase();
@@ -714,7 +719,7 @@ fn check_headers(headers: &[(String, String)]) -> Result<(), SendError> {
         }
         if RESERVED_HEADERS.contains(&lower.as_str()) {
             return Err(SendError::permanent(format!(
-                "extra header {name} is set by the email adapter"
+                "extra header {name} is set by {set_by}"
             )));
         }
         if seen.contains(&lower) {

@@ -77,7 +77,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::email::OutgoingEmail;
+use super::email::{OutgoingEmail, check_headers};
 use super::{SendError, Sent, retry_after, transport_error};
 use crate::settings::ProviderSettings;
 
@@ -101,22 +101,6 @@ const DAILY_QUOTA_WAIT: Duration = Duration::from_secs(60 * 60);
 /// Wait after `monthly_quota_exceeded` when Resend gives no `Retry-After`: a day, so a
 /// plan upgrade is picked up without hammering the API for weeks.
 const MONTHLY_QUOTA_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Headers Resend builds from the body or assigns itself; an extra header may not replace
-/// them. The same list as the SMTP adapter's, so both refuse the same emails.
-const RESERVED_HEADERS: &[&str] = &[
-    "from",
-    "sender",
-    "to",
-    "cc",
-    "bcc",
-    "subject",
-    "date",
-    "message-id",
-    "mime-version",
-    "content-type",
-    "content-transfer-encoding",
-];
 
 /// Why a Resend sender could not be built. Texts never repeat the API key.
 #[derive(Debug, thiserror::Error)]
@@ -264,29 +248,14 @@ impl ResendSender {
         if to.parse::<Mailbox>().is_err() {
             return Err(SendError::permanent("invalid recipient address"));
         }
+        check_headers(&email.headers, "resend")?;
         let mut headers = BTreeMap::new();
-        let mut seen: Vec<String> = Vec::with_capacity(email.headers.len());
         for (name, value) in &email.headers {
-            if !is_field_name(name) {
-                return Err(SendError::permanent("invalid extra header name"));
-            }
-            let lower = name.to_ascii_lowercase();
-            if RESERVED_HEADERS.contains(&lower.as_str()) {
-                return Err(SendError::permanent(format!(
-                    "extra header {name} is set by resend"
-                )));
-            }
-            if seen.contains(&lower) {
-                return Err(SendError::permanent(format!(
-                    "extra header {name} given twice"
-                )));
-            }
             if value.contains(['\r', '\n']) {
                 return Err(SendError::permanent(format!(
                     "extra header {name} has a line break in its value"
                 )));
             }
-            seen.push(lower);
             headers.insert(name.as_str(), value.as_str());
         }
         Ok(Payload {
@@ -340,11 +309,6 @@ fn idempotency_key(key: Option<&str>) -> Option<String> {
     let digest = Sha256::digest(key.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     Some(format!("sha256-{hex}"))
-}
-
-/// RFC 5322 field name: printable ASCII except `:`.
-fn is_field_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
 }
 
 /// `ratelimit-reset`: seconds until Resend's rate-limit window resets.
