@@ -258,7 +258,6 @@ impl Session {
         first: T,
         mut next: impl FnMut() -> Option<T>,
     ) -> Option<T> {
-        self.out.clear();
         if let Err(failure) = self.start(first.envelope(), first.message()).await {
             first.finish(Err(failure));
             return None;
@@ -270,10 +269,9 @@ impl Session {
             let mut following = None;
             if self.pipelining {
                 while let Some(candidate) = next() {
-                    let mark = self.out.len();
                     match self.queue_envelope(candidate.envelope(), candidate.message()) {
                         Ok(replies) => {
-                            following = Some((candidate, mark, replies));
+                            following = Some((candidate, replies));
                             break;
                         }
                         // Refused before a byte went out; the next candidate may do.
@@ -283,12 +281,12 @@ impl Session {
             }
             if let Err(failure) = self.write_out(0..self.out.len()).await {
                 current.finish(Err(failure));
-                return following.map(|(message, ..)| message);
+                return following.map(|(message, _)| message);
             }
             let ended = self.end().await;
             let broken = self.broken;
             current.finish(ended);
-            let (message, _, replies) = following?;
+            let (message, replies) = following?;
             if broken {
                 return Some(message);
             }
@@ -303,11 +301,10 @@ impl Session {
         }
     }
 
-    /// Starts a transaction: the envelope's commands, appended to `out` (empty or holding
-    /// what must go out before them), and their replies, up to DATA's 354. A refusal
-    /// leaves the session between transactions.
+    /// Starts a transaction: the envelope's commands and their replies, up to DATA's 354. A
+    /// refusal leaves the session between transactions.
     async fn start(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), Failure> {
-        let before = self.out.len();
+        self.out.clear();
         let replies = self.queue_envelope(envelope, message)?;
         if self.pipelining {
             self.write_out(0..self.out.len()).await?;
@@ -317,7 +314,7 @@ impl Session {
             };
         }
         // One command at a time: each line, then its reply.
-        let commands = self.out.split_off(before);
+        let commands = std::mem::take(&mut self.out);
         let mut rest = commands.as_slice();
         while let Some(end) = memchr::memchr(b'\n', rest) {
             self.out.clear();
