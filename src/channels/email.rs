@@ -1670,6 +1670,12 @@ mod tests {
         EmailSender::over_with(plain_relay(port), from, settings).expect("pool")
     }
 
+    /// A relay playing `script`, and a sender over it with these pool settings.
+    async fn pooled_over(script: Script, settings: pool::Settings) -> (EmailSender, Arc<Seen>) {
+        let (port, seen) = scripted_relay(None, script).await;
+        (pooled(port, settings), seen)
+    }
+
     #[tokio::test]
     async fn a_connection_idle_past_the_check_is_reused_only_if_it_answers_noop() {
         for (refuse_noop, connections) in [(false, 1), (true, 2)] {
@@ -1705,14 +1711,14 @@ mod tests {
             silent_message: Some(2),
             ..Script::default()
         };
-        let (port, seen) = scripted_relay(None, script).await;
-        let sender = pooled(
-            port,
+        let (sender, seen) = pooled_over(
+            script,
             pool::Settings {
                 io_timeout: Duration::from_millis(300),
                 ..POOL
             },
-        );
+        )
+        .await;
         sender.send(&note()).await.expect("first");
 
         let err = sender.send(&note()).await.expect_err("never answered");
@@ -1728,15 +1734,15 @@ mod tests {
             silent_message: Some(1),
             ..Script::default()
         };
-        let (port, seen) = scripted_relay(None, script).await;
-        let sender = pooled(
-            port,
+        let (sender, seen) = pooled_over(
+            script,
             pool::Settings {
                 max: 1,
                 io_timeout: Duration::from_millis(300),
                 ..POOL
             },
-        );
+        )
+        .await;
         let (one, two) = (note(), note());
         let mut first = Box::pin(sender.send(&one));
         assert!(futures_util::poll!(first.as_mut()).is_pending());
@@ -1793,8 +1799,7 @@ mod tests {
             pipelining: true,
             ..Script::default()
         };
-        let (port, seen) = scripted_relay(None, script).await;
-        let sender = pooled(port, pool::Settings { max: 1, ..POOL });
+        let (sender, seen) = pooled_over(script, pool::Settings { max: 1, ..POOL }).await;
         let mut recipients = vec!["member@example.org"; 20];
         recipients[7] = "bounce@example.org";
 
@@ -1820,8 +1825,7 @@ mod tests {
             close_after_message: Some(3),
             ..Script::default()
         };
-        let (port, seen) = scripted_relay(None, script).await;
-        let sender = pooled(port, pool::Settings { max: 1, ..POOL });
+        let (sender, seen) = pooled_over(script, pool::Settings { max: 1, ..POOL }).await;
 
         let outcomes = at_once(&sender, &["member@example.org"; 6]).await;
 
