@@ -209,7 +209,8 @@ struct Inner {
     from: Mailbox,
     /// The From header's value as lettre encodes it, for messages completed from a frame.
     from_encoded: String,
-    /// The Date header's value for the current second, as lettre encodes it.
+    /// The Date header's value for the current second, as lettre encodes it (second 0, never
+    /// now, until the first send).
     date: std::sync::Mutex<(u64, Arc<str>)>,
     /// The right part of every Message-ID: the from address's domain.
     message_id_domain: String,
@@ -446,7 +447,7 @@ impl EmailSender {
             .date
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cached.0 != second || cached.1.is_empty() {
+        if cached.0 != second {
             let mut date = Headers::new();
             date.set(header::Date::new(now));
             *cached = (second, Arc::from(header_value(&date)));
