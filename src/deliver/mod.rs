@@ -55,6 +55,9 @@ use render::{Digest, EmailFrame};
 
 /// How long a web push waits at the push service for an offline browser.
 const PUSH_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// Rows of a claim prepared (languages, addresses) together: small enough that a claim's
+/// first messages leave while the rest load, large enough that the look-ups stay few.
+const PREPARE_PART: usize = 64;
 /// Outcomes written per transaction at most.
 const SETTLE_BATCH: usize = 512;
 /// How long a stopping dispatcher waits for sends in flight before leaving them to expire.
@@ -209,12 +212,26 @@ impl Dispatcher {
     }
 
     /// Send one claim's rows: load what they need, open their addresses, and start one task
-    /// per unit of work, each with its share of the claim's permits.
+    /// per unit of work, each with its share of the claim's permits. A claim is prepared a
+    /// part at a time ([`parts`]) so its first messages are on their way while the rest are
+    /// still being loaded.
     async fn dispatch(
         self: Arc<Self>,
         claimed: Vec<Claimed>,
         mut free: OwnedSemaphorePermit,
         tx: mpsc::Sender<SettleMsg>,
+    ) {
+        for part in parts(claimed, PREPARE_PART) {
+            self.clone().dispatch_part(part, &mut free, &tx).await;
+        }
+    }
+
+    /// One part of a claim: its rows loaded, opened and started.
+    async fn dispatch_part(
+        self: Arc<Self>,
+        claimed: Vec<Claimed>,
+        free: &mut OwnedSemaphorePermit,
+        tx: &mpsc::Sender<SettleMsg>,
     ) {
         let jobs = match self.prepare(claimed).await {
             Ok(jobs) => jobs,
@@ -223,7 +240,7 @@ impl Dispatcher {
                 tracing::error!(error = %e, "loading what deliveries need failed");
                 let at = self.clock.now_micros() + self.config.poll.as_micros() as i64;
                 for row in rows {
-                    let permit = take_permits(&mut free, 1);
+                    let permit = take_permits(free, 1);
                     let settled = Settled {
                         id: row.id,
                         lease_token: row.lease_token,
@@ -239,7 +256,7 @@ impl Dispatcher {
         };
         let jobs = self.open_targets(jobs).await;
         for unit in units(jobs) {
-            let permit = take_permits(&mut free, unit.len());
+            let permit = take_permits(free, unit.len());
             let this = self.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -926,6 +943,39 @@ fn take_permits(free: &mut OwnedSemaphorePermit, n: usize) -> OwnedSemaphorePerm
     free.split(n).expect("no more permits than are held")
 }
 
+/// A claim's rows in parts of about `size` rows for preparing, the rows of one digest (held
+/// rows of one member and channel) always in the same part, as they go out as one message.
+fn parts(claimed: Vec<Claimed>, size: usize) -> Vec<Vec<Claimed>> {
+    if claimed.len() <= size {
+        return vec![claimed];
+    }
+    let mut groups: Vec<Vec<Claimed>> = Vec::with_capacity(claimed.len());
+    let mut folded: HashMap<(String, String), usize> = HashMap::new();
+    for row in claimed {
+        if row.fold {
+            let key = (row.recipient.clone(), row.channel.clone());
+            if let Some(&i) = folded.get(&key) {
+                groups[i].push(row);
+                continue;
+            }
+            folded.insert(key, groups.len());
+        }
+        groups.push(vec![row]);
+    }
+    let mut out: Vec<Vec<Claimed>> = Vec::new();
+    let mut part: Vec<Claimed> = Vec::with_capacity(size);
+    for group in groups {
+        part.extend(group);
+        if part.len() >= size {
+            out.push(std::mem::replace(&mut part, Vec::with_capacity(size)));
+        }
+    }
+    if !part.is_empty() {
+        out.push(part);
+    }
+    out
+}
+
 /// The claimed rows as units of work: rows held for folding go out together per member and
 /// channel, every other row alone.
 fn units(jobs: Vec<Job>) -> Vec<Vec<Job>> {
@@ -1030,6 +1080,59 @@ async fn settle_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn claimed(id: usize, recipient: &str, fold: bool) -> Claimed {
+        Claimed {
+            id: format!("d{id}"),
+            publication_id: format!("p{id}"),
+            recipient: recipient.into(),
+            channel: "email".into(),
+            attempts: 0,
+            claims: 1,
+            lease_token: "t".into(),
+            fold,
+        }
+    }
+
+    #[test]
+    fn a_claim_is_prepared_in_parts_that_never_split_a_digest() {
+        // 150 rows: a member's three held rows scattered through them, the rest alone.
+        let rows: Vec<Claimed> = (0..150)
+            .map(|i| match i {
+                10 | 70 | 140 => claimed(i, "did:plc:digest", true),
+                _ => claimed(i, &format!("did:plc:m{i}"), false),
+            })
+            .collect();
+        let split = parts(rows, 64);
+        assert_eq!(
+            split.iter().map(Vec::len).sum::<usize>(),
+            150,
+            "every row, once"
+        );
+        let holding: Vec<usize> = split
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.iter().any(|c| c.recipient == "did:plc:digest"))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(holding.len(), 1, "the digest's rows are in one part");
+        assert_eq!(
+            split[holding[0]].iter().filter(|c| c.fold).count(),
+            3,
+            "all three of them"
+        );
+        assert!(split.len() >= 2, "a big claim is split");
+        assert!(
+            split.iter().all(|p| p.len() <= 64 + 2),
+            "parts stay near their size"
+        );
+        // A claim no bigger than a part stays whole, in order.
+        let small: Vec<Claimed> = (0..5).map(|i| claimed(i, "did:plc:x", false)).collect();
+        let whole = parts(small, 64);
+        assert_eq!(whole.len(), 1);
+        let ids: Vec<&str> = whole[0].iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["d0", "d1", "d2", "d3", "d4"]);
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_caps() {

@@ -165,8 +165,9 @@ const FOLD_LOCK: &str =
 const LEASE: &str = "UPDATE outbox SET status = 'leased', lease_token = $1, lease_until = $2, \
      next_attempt_at = $2, claims = claims + 1";
 
-const CLAIM_RETURNING: &str =
-    "RETURNING id, publication_id, recipient, channel, attempts, claims, lease_token, fold";
+/// What a claim gives back of each row it took, in [`decode_claimed`]'s order.
+const CLAIMED_COLUMNS: &str =
+    "id, publication_id, recipient, channel, attempts, claims, lease_token, fold";
 
 impl Store {
     /// Claim up to `limit` deliveries due at `now` (never claimed, due for a retry, or whose
@@ -201,10 +202,37 @@ impl Store {
         let sql = format!(
             "{LEASE} WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_claimable \
              WHERE status IN ('pending', 'leased') \
-             AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4) \
-             {CLAIM_RETURNING}"
+             AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4)"
         );
-        let mut claimed = self.lease(&sql, token, until, now, limit).await?;
+        let leased = sqlx::query(&sql)
+            .bind(token)
+            .bind(until)
+            .bind(now)
+            .bind(limit as i64)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        if leased == 0 {
+            return Ok(Vec::new());
+        }
+        // The leased rows are read back through a reader, not returned by the UPDATE: the
+        // driver hands a statement's rows over 50 at a time, each batch waiting for the
+        // claiming task to be scheduled, and the one writer stayed held meanwhile (most of a
+        // claim's time under load). Committed, they are visible to any reader; the claim's
+        // end and token find them through the claimable index.
+        let rows = sqlx::query(&format!(
+            "SELECT {CLAIMED_COLUMNS} FROM outbox INDEXED BY outbox_claimable \
+             WHERE status IN ('pending', 'leased') AND next_attempt_at = $1 \
+             AND lease_token = $2"
+        ))
+        .bind(until)
+        .bind(token)
+        .fetch_all(&self.read)
+        .await?;
+        let mut claimed = rows
+            .iter()
+            .map(decode_claimed)
+            .collect::<Result<Vec<_>, _>>()?;
         // A held row goes out folded with its member's other due held rows on the channel:
         // take those now, under this claim, or the next claim could take some of them while
         // this one is sending and split one digest into two messages.
@@ -251,7 +279,7 @@ impl Store {
                  WHERE o.status = 'pending' AND o.fold = 1 AND o.next_attempt_at <= $3 \
                  UNION SELECT c.id FROM candidates c JOIN mine USING (recipient, channel)) \
              {LEASE} WHERE id IN (SELECT id FROM targets) AND status IN ('pending', 'leased') \
-             AND next_attempt_at <= $3 {CLAIM_RETURNING}"
+             AND next_attempt_at <= $3 RETURNING {CLAIMED_COLUMNS}"
         );
         let mut claimed = self
             .lease(&groups, token, until, now, limit.div_ceil(2))
@@ -259,7 +287,7 @@ impl Store {
         let alone = format!(
             "{LEASE} WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'leased') \
              AND fold = 0 AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4 \
-             FOR UPDATE SKIP LOCKED) {CLAIM_RETURNING}"
+             FOR UPDATE SKIP LOCKED) RETURNING {CLAIMED_COLUMNS}"
         );
         let rest = limit.saturating_sub(claimed.len()).max(limit / 2).max(1);
         claimed.extend(self.lease(&alone, token, until, now, rest).await?);
@@ -311,7 +339,7 @@ impl Store {
             "{LEASE} WHERE id IN (SELECT id FROM outbox {index} WHERE status = 'pending' \
              AND fold = 1 AND channel = $3 AND recipient IN {} \
              AND next_attempt_at <= $4 {fold_lock} {lock}) \
-             {CLAIM_RETURNING}",
+             RETURNING {CLAIMED_COLUMNS}",
             super::json_list(self.backend, 5)
         );
         let rows = sqlx::query(&sql)
@@ -325,9 +353,10 @@ impl Store {
         rows.iter().map(decode_claimed).collect()
     }
 
-    /// Record outcomes in one transaction. Returns how many were recorded; an outcome whose
-    /// claim is no longer current (its lease expired and the row was claimed again, or it was
-    /// re-queued by an operator) is not recorded.
+    /// Record outcomes in one transaction (one statement when they are all of one kind).
+    /// Returns how many were recorded; an outcome whose claim is no longer current (its
+    /// lease expired and the row was claimed again, or it was re-queued by an operator) is
+    /// not recorded.
     ///
     /// Outcomes of a kind are written by one `UPDATE … FROM` over all of them rather than a
     /// statement per row: on SQLite every statement is a round trip to the connection's
@@ -358,8 +387,8 @@ impl Store {
             }
         }
         let backend = self.backend;
-        let mut tx = self.begin_write().await?;
-        let mut recorded = 0;
+        // One statement per kind present: its SQL, its rows and whether it binds `now`.
+        let mut statements: Vec<(String, String, bool)> = Vec::with_capacity(4);
         if !sent.is_empty() {
             let sql = settle_sql(
                 backend,
@@ -367,8 +396,7 @@ impl Store {
                 "status = 'sent', provider = v.provider, provider_id = v.provider_id, \
                  sent_at = $2, last_error = NULL, fold = 0, attempts = attempts + 1",
             );
-            let query = sqlx::query(&sql).bind(super::json_param(&sent)?).bind(now);
-            recorded += query.execute(&mut *tx).await?.rows_affected();
+            statements.push((sql, super::json_param(&sent)?, true));
         }
         if !retry.is_empty() {
             let sql = settle_sql(
@@ -377,8 +405,7 @@ impl Store {
                 "status = 'pending', next_attempt_at = v.at, last_error = v.error, \
                  attempts = attempts + 1",
             );
-            let query = sqlx::query(&sql).bind(super::json_param(&retry)?);
-            recorded += query.execute(&mut *tx).await?.rows_affected();
+            statements.push((sql, super::json_param(&retry)?, false));
         }
         if !ended.is_empty() {
             let sql = settle_sql(
@@ -386,8 +413,7 @@ impl Store {
                 &[("status", "TEXT"), ("error", "TEXT")],
                 "status = v.status, last_error = v.error, attempts = attempts + 1",
             );
-            let query = sqlx::query(&sql).bind(super::json_param(&ended)?);
-            recorded += query.execute(&mut *tx).await?.rows_affected();
+            statements.push((sql, super::json_param(&ended)?, false));
         }
         if !held.is_empty() {
             // A hold is policy, not an attempt: `attempts` stays as it was.
@@ -396,8 +422,27 @@ impl Store {
                 &[("at", "BIGINT"), ("fold", "BIGINT")],
                 "status = 'pending', next_attempt_at = v.at, fold = v.fold",
             );
-            let query = sqlx::query(&sql).bind(super::json_param(&held)?);
-            recorded += query.execute(&mut *tx).await?.rows_affected();
+            statements.push((sql, super::json_param(&held)?, false));
+        }
+        fn query(
+            (sql, rows, binds_now): &(String, String, bool),
+            now: i64,
+        ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+            let query = sqlx::query(sql).bind(rows.as_str());
+            if *binds_now { query.bind(now) } else { query }
+        }
+        // A single statement is atomic on its own: no BEGIN and COMMIT, each a round trip
+        // while the one writer is held, in the common case of a batch of one kind.
+        if let [only] = statements.as_slice() {
+            return Ok(query(only, now).execute(&self.write).await?.rows_affected() as usize);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut recorded = 0;
+        for statement in &statements {
+            recorded += query(statement, now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(recorded as usize)

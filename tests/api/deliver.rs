@@ -409,17 +409,29 @@ on_both_backends! {
         let publication = publish_item(&app, &community, json!({"id": "c1", "title": "Claims"})).await;
         assert_eq!(app.store().outbox_for(&publication).await.unwrap().len(), 300);
 
-        // Four claimers at once: every row is claimed by exactly one of them.
+        // Four claimers at once, at the same instant (so their leases end at the same
+        // microsecond): every row is claimed by exactly one of them, and each gets back the
+        // rows it took and no other's.
         let lease = Duration::from_secs(60);
+        let now = now_micros();
         let claims = futures_util::future::join_all((0..4).map(|_| {
             let store = app.store().clone();
-            async move { store.claim_deliveries(100, lease, now_micros()).await.unwrap() }
+            async move { store.claim_deliveries(100, lease, now).await.unwrap() }
         })).await;
         let mut ids: Vec<String> = claims.iter().flatten().map(|c| c.id.clone()).collect();
         assert_eq!(ids.len(), 300);
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 300, "no row claimed twice");
+        let mut tokens: Vec<&str> = Vec::new();
+        for claim in claims.iter().filter(|c| !c.is_empty()) {
+            assert!(claim.iter().all(|c| c.lease_token == claim[0].lease_token), "one claim, one token");
+            tokens.push(&claim[0].lease_token);
+        }
+        let claimers = tokens.len();
+        tokens.sort();
+        tokens.dedup();
+        assert_eq!(tokens.len(), claimers, "each claim has its own token");
         assert!(app.store().claim_deliveries(10, lease, now_micros()).await.unwrap().is_empty());
 
         // A lease that ran out is claimed again; the first claim's outcome is then refused.
