@@ -4,7 +4,9 @@
 //!   and a route for the pipe on `email`; one publish; time from the publish's answer until
 //!   all N outbox rows are settled as sent through SMTP to postfix's `smtp-sink` (the sink at
 //!   HERALD_BENCH_SMTP=ip:port, else one started here). `scripts/bench/email-vs-postfix` runs
-//!   postfix's own `smtp-source` against the same sink first, for comparison.
+//!   postfix's own `smtp-source` against the same sink first, for comparison. With
+//!   HERALD_BENCH_SEEDS=DIR, the seeded members are kept in DIR and reused by the next run
+//!   with the same N.
 //! - `http` — N webhook contacts (one per member) on a local endpoint in a child process
 //!   answering 204; deliveries/s and Herald's peak RSS.
 //! - `mixed` — HERALD_BENCH_MEMBERS (default 100,000) members with mixed preferences (the
@@ -655,7 +657,7 @@ async fn email() -> anyhow::Result<()> {
     let sink = SmtpPeer::from_env_or_start()?;
     println!("deliver/email: {n} emails to {}", sink.describe());
     let dir = tempfile::tempdir()?;
-    seed_in_child("email", dir.path(), n, sink.addr(), None)?;
+    seed_email(dir.path(), n, sink.addr())?;
     let bench = Bench::start_in(dir.path(), Some(sink.addr())).await?;
     let run = publish_and_settle(&bench, "email").await?;
     println!(
@@ -783,6 +785,46 @@ fn seed_in_child(
     }
     let status = command.status()?;
     anyhow::ensure!(status.success(), "seeding failed: {status}");
+    Ok(())
+}
+
+/// The email benchmark's members, seeded into `dir`, or copied there from an earlier run's
+/// when HERALD_BENCH_SEEDS names a directory to keep them in (SQLite only): seeding 50,000
+/// members takes over a minute, sending to them a few seconds, and a comparison run several
+/// times should not spend most of its time seeding. Nothing in the seed depends on the sink.
+fn seed_email(dir: &Path, n: usize, smtp: std::net::SocketAddr) -> anyhow::Result<()> {
+    const COMPLETE: &str = "seeded";
+    let kept = std::env::var_os("HERALD_BENCH_SEEDS")
+        .filter(|_| std::env::var_os("HERALD_BENCH_DATABASE_URL").is_none())
+        .map(|d| Path::new(&d).join(format!("email-{n}")));
+    if let Some(kept) = &kept
+        && kept.join(COMPLETE).exists()
+    {
+        copy_files(kept, dir)?;
+        println!(
+            "  {n} members as seeded by an earlier run ({})",
+            kept.display()
+        );
+        return Ok(());
+    }
+    seed_in_child("email", dir, n, smtp, None)?;
+    if let Some(kept) = kept {
+        std::fs::create_dir_all(&kept)?;
+        copy_files(dir, &kept)?;
+        // Written last: a copy cut short is never taken for a seed.
+        std::fs::write(kept.join(COMPLETE), "")?;
+    }
+    Ok(())
+}
+
+/// Copies the files directly in `from` (the databases and the vault key) into `to`.
+fn copy_files(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
     Ok(())
 }
 
