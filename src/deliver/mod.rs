@@ -765,10 +765,7 @@ impl Dispatcher {
                 let (rendered, encoded) = match content {
                     Content::One(publication) => {
                         let frame = self.email_frame(lang, publication).await;
-                        (
-                            frame.complete(manage_url, unsubscribe_url),
-                            frame.encoded(manage_url, unsubscribe_url),
-                        )
+                        frame.for_member(manage_url, unsubscribe_url)
                     }
                     Content::Many(items) => {
                         let rendered = self.renderer.email_digest(
