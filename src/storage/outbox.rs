@@ -198,9 +198,11 @@ impl Store {
         now: i64,
     ) -> Result<Vec<Claimed>, StorageError> {
         // The planner otherwise picks `outbox_by_status` and sorts every pending row (7 ms a
-        // claim at 45,000 pending rows, against 0.4 ms through the partial index).
+        // claim at 45,000 pending rows, against 0.4 ms through the partial index). By rowid,
+        // not id: each row is then found in the table itself rather than through the id's
+        // index first (about 40 % of the claim's time).
         let sql = format!(
-            "{LEASE} WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_claimable \
+            "{LEASE} WHERE rowid IN (SELECT rowid FROM outbox INDEXED BY outbox_claimable \
              WHERE status IN ('pending', 'leased') \
              AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4)"
         );
