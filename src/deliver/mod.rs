@@ -946,22 +946,9 @@ fn parts(claimed: Vec<Claimed>, size: usize) -> Vec<Vec<Claimed>> {
     if claimed.len() <= size {
         return vec![claimed];
     }
-    let mut groups: Vec<Vec<Claimed>> = Vec::with_capacity(claimed.len());
-    let mut folded: HashMap<(String, String), usize> = HashMap::new();
-    for row in claimed {
-        if row.fold {
-            let key = (row.recipient.clone(), row.channel.clone());
-            if let Some(&i) = folded.get(&key) {
-                groups[i].push(row);
-                continue;
-            }
-            folded.insert(key, groups.len());
-        }
-        groups.push(vec![row]);
-    }
     let mut out: Vec<Vec<Claimed>> = Vec::new();
     let mut part: Vec<Claimed> = Vec::with_capacity(size);
-    for group in groups {
+    for group in by_message(claimed, |row| row) {
         part.extend(group);
         if part.len() >= size {
             out.push(std::mem::replace(&mut part, Vec::with_capacity(size)));
@@ -976,18 +963,25 @@ fn parts(claimed: Vec<Claimed>, size: usize) -> Vec<Vec<Claimed>> {
 /// The claimed rows as units of work: rows held for folding go out together per member and
 /// channel, every other row alone.
 fn units(jobs: Vec<Job>) -> Vec<Vec<Job>> {
-    let mut out: Vec<Vec<Job>> = Vec::with_capacity(jobs.len());
+    by_message(jobs, |job| &job.row)
+}
+
+/// `items` grouped by the message their row goes out in: a member's rows held for folding on
+/// one channel together (in the group of the first of them), every other row alone.
+fn by_message<T>(items: Vec<T>, row: impl Fn(&T) -> &Claimed) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::with_capacity(items.len());
     let mut folded: HashMap<(String, String), usize> = HashMap::new();
-    for job in jobs {
-        if job.row.fold {
-            let key = (job.row.recipient.clone(), job.row.channel.clone());
+    for item in items {
+        let r = row(&item);
+        if r.fold {
+            let key = (r.recipient.clone(), r.channel.clone());
             if let Some(&i) = folded.get(&key) {
-                out[i].push(job);
+                out[i].push(item);
                 continue;
             }
             folded.insert(key, out.len());
         }
-        out.push(vec![job]);
+        out.push(vec![item]);
     }
     out
 }
