@@ -222,13 +222,13 @@ impl Dispatcher {
         tx: mpsc::Sender<SettleMsg>,
     ) {
         for part in parts(claimed, PREPARE_PART) {
-            self.clone().dispatch_part(part, &mut free, &tx).await;
+            self.dispatch_part(part, &mut free, &tx).await;
         }
     }
 
     /// One part of a claim: its rows loaded, opened and started.
     async fn dispatch_part(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         claimed: Vec<Claimed>,
         free: &mut OwnedSemaphorePermit,
         tx: &mpsc::Sender<SettleMsg>,
