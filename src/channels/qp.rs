@@ -105,6 +105,11 @@ impl QpTemplate {
 
 /// `text` with CRLF line endings, as lettre sends a body, in quoted-printable.
 fn encode(text: &str) -> Vec<u8> {
+    let options = quoted_printable::Options::default().line_length_limit(LINE);
+    // A value (a member's link) has no line break: nothing to convert, no copy to make.
+    if !text.contains('\n') {
+        return quoted_printable::encode_with_options(text, options).into_bytes();
+    }
     let mut crlf = String::with_capacity(text.len() + text.len() / 32);
     let mut lines = text.split('\n').peekable();
     while let Some(line) = lines.next() {
@@ -116,7 +121,6 @@ fn encode(text: &str) -> Vec<u8> {
             crlf.push('\n');
         }
     }
-    let options = quoted_printable::Options::default().line_length_limit(LINE);
     quoted_printable::encode_with_options(crlf, options).into_bytes()
 }
 

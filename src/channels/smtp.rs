@@ -162,7 +162,7 @@ impl Dial {
         };
         let mut session = Session::new(stream, probe);
         let greeting = session.reply().await?;
-        if !greeting.has_code(220) {
+        if !has_code(&greeting, 220) {
             return Err(Failure::of_reply(&greeting));
         }
         session.ehlo(&self.hello).await?;
@@ -376,7 +376,7 @@ impl Session {
             if !reply.is_positive() && refusal.is_none() {
                 refusal = Some(Failure::of_reply(&reply));
             }
-            data_accepted = reply.has_code(354);
+            data_accepted = has_code(&reply, 354);
         }
         if refusal.is_some() {
             // The refusal is the outcome. Failing to get back between transactions only
@@ -434,7 +434,7 @@ impl Session {
             .map_err(|_| Failure::Refused(NONE_IN_COMMON))?;
         let mut reply = self.command(first).await?;
         for _ in 0..MAX_CHALLENGES {
-            if !reply.has_code(334) {
+            if !has_code(&reply, 334) {
                 return Ok(());
             }
             let answer = Auth::new_from_response(mechanism, credentials.clone(), &reply)
@@ -542,6 +542,12 @@ impl Session {
     pub(super) fn nodelay(&self) -> bool {
         self.probe.0.nodelay().unwrap_or(false)
     }
+}
+
+/// Whether `reply` carries `code`. lettre's `Response::has_code` compares the two as
+/// formatted strings, two allocations for every reply of every message.
+fn has_code(reply: &Response, code: u16) -> bool {
+    u16::from(reply.code()) == code
 }
 
 /// `message` as DATA carries it (RFC 5321 §4.5.2): a line that starts with a dot gets

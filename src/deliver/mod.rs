@@ -259,13 +259,16 @@ impl Dispatcher {
             let permit = take_permits(free, unit.len());
             let this = self.clone();
             let tx = tx.clone();
-            tokio::spawn(async move {
+            // Boxed: the unit's future is about 2.7 KB, and tokio copied it whole several
+            // times on the way into its task (3 % of the dispatcher's CPU); a box is moved as
+            // a pointer.
+            tokio::spawn(Box::pin(async move {
                 let channel = Channel::parse(&unit[0].row.channel)
                     .map(Channel::as_str)
                     .unwrap_or("unknown");
                 let settled = this.deliver(unit).await;
                 let _ = tx.send((settled, channel, permit)).await;
-            });
+            }));
         }
     }
 
