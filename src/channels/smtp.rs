@@ -654,6 +654,17 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_has_exactly_its_own_code() {
+        let reply = |text: &str| text.parse::<Response>().expect("a reply");
+        assert!(has_code(&reply("354 go ahead\r\n"), 354));
+        assert!(!has_code(&reply("354 go ahead\r\n"), 250));
+        assert!(has_code(&reply("220-first\r\n220 second\r\n"), 220));
+        assert!(has_code(&reply("334 VXNlcm5hbWU6\r\n"), 334));
+        assert!(!has_code(&reply("535 5.7.8 rejected\r\n"), 334));
+        assert!(has_code(&reply("421 closing\r\n"), 421));
+    }
+
+    #[test]
     fn the_end_of_data_follows_a_line_break() {
         assert_eq!(stuffed("body"), "body\r\n.\r\n");
         assert_eq!(stuffed("body\r\n"), "body\r\n.\r\n");
