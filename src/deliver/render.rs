@@ -136,13 +136,16 @@ impl EmailFrame {
         }
     }
 
-    /// The email as [`Renderer::email`] renders it for these links.
+    /// The email as [`Renderer::email`] renders it for these links. The dispatcher uses
+    /// [`EmailFrame::for_member`]; this and [`EmailFrame::encoded`] are what tests hold it to.
+    #[cfg(test)]
     pub fn complete(&self, manage_url: &str, unsubscribe_url: &str) -> RenderedEmail {
         self.complete_with(&Links::new(manage_url, unsubscribe_url))
     }
 
     /// [`EmailFrame::complete`]'s bodies in quoted-printable, as SMTP carries them, without
     /// encoding the whole text again for each member.
+    #[cfg(test)]
     pub fn encoded(&self, manage_url: &str, unsubscribe_url: &str) -> Option<QpBodies> {
         self.encoded_with(&Links::new(manage_url, unsubscribe_url))
     }
